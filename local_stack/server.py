@@ -1,0 +1,177 @@
+"""The local stack's server process: moto on 127.0.0.1, our resources, our code, the agent.
+
+`python -m local_stack serve` runs this in the foreground until SIGTERM; `up` and `down`
+(local_stack/__main__.py) start and stop it in the background. It writes its interface (the
+JSON object of DESIGN-BRIEF.md, "Local stack") to `<state dir>/state.json` once ready.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import requests
+from moto.server import ThreadedMotoServer
+
+from local_stack import events, images, lambda_runtime, moto_fixes, resources
+from local_stack.agent import LocalAgent
+from local_stack.client import CREDENTIALS, aws_client
+from local_stack.template import ROOT, Stack
+
+REGION = "us-east-1"
+MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+# Functions whose real code runs for moto's Lambda.
+FUNCTIONS = ("DispatchFunction", "ReaperFunction")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def say(message: str) -> None:
+    print(f"local-stack: {message}", flush=True)
+
+
+class LocalStack:
+    def __init__(self, state_dir: Path, instance_count: int, slots: int | None = None) -> None:
+        self.state_dir = state_dir
+        self.instance_count = instance_count
+        self.slots = slots
+        self.port = free_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self.stack = Stack(region=REGION, parameters={"ContainerLogDriver": "json-file"})
+        self.server: ThreadedMotoServer | None = None
+        self.agent: LocalAgent | None = None
+        self.bus: events.EventBus | None = None
+        # The template sweeps every 5 minutes; tests shorten it.
+        self.sweep_seconds = int(os.environ["RUN_JOB_SWEEP_SECONDS"]) if "RUN_JOB_SWEEP_SECONDS" in os.environ else None
+        self.stopped = threading.Event()
+
+    def hung(self, instance_id: str) -> bool:
+        tags = moto_fixes.instance_tags(self.stack.account, REGION, instance_id)
+        return tags.get("run-job:local-agent") == "hung"
+
+    def client(self, service: str) -> Any:
+        return aws_client(service, self.endpoint_url, REGION)
+
+    def aws_environment(self) -> dict[str, str]:
+        """What our code on the 'instance' and in 'Lambda' needs to reach the local AWS."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            **CREDENTIALS,
+        }
+
+    def start(self) -> dict[str, Any]:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        os.environ["MOTO_PORT"] = str(self.port)  # moto's engine calls Lambda back on this port
+        os.environ.update(CREDENTIALS)
+        moto_fixes.apply()
+        lambda_runtime.install()
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+        requests.post(f"{self.endpoint_url}/moto-api/config", json=MOTO_CONFIG, timeout=10).raise_for_status()
+
+        engine = "docker" if images.engine_available() else "none"
+        ssm = self.client("ssm")
+        catalog = resources.put_catalog(ssm, self.stack)
+        if engine == "docker":
+            images.build_worker_image(say)
+            values = [ssm.get_parameter(Name=name)["Parameter"]["Value"] for name in catalog]
+            images.tag_catalog_images(images.catalog_images(values))
+        else:
+            say("no container engine reachable: jobs run as local processes (same wrapper, no isolation)")
+
+        job_table = resources.create_job_table(self.client("dynamodb"), self.stack)
+        documents = resources.create_documents(ssm, self.stack)
+        iam, log_dir = self.client("iam"), self.state_dir / "logs"
+        log_dir.mkdir(exist_ok=True)
+        for logical_id in FUNCTIONS:
+            arn = resources.create_function(self.client("lambda"), iam, self.stack, logical_id)
+            env = {
+                "PATH": os.environ["PATH"],
+                "HOME": os.environ.get("HOME", "/root"),
+                **self.aws_environment(),
+                **resources.function_environment(self.stack, logical_id),
+                "AWS_LAMBDA_FUNCTION_NAME": self.stack.physical_name(logical_id),
+                "RUN_JOB_FUNCTION_ARN": arn,
+            }
+            props = self.stack.properties(logical_id)
+            log = (log_dir / f"{logical_id}.log").open("a", encoding="utf-8")
+            lambda_runtime.register(
+                lambda_runtime.FunctionWorkers(
+                    self.stack.physical_name(logical_id),
+                    resources.function_code_dir(self.stack, logical_id),
+                    props["Handler"],
+                    env,
+                    log,
+                )
+            )
+        state_machine_arn = resources.create_state_machine(
+            self.client("stepfunctions"), iam, self.stack, "RunJobStateMachine"
+        )
+        instance_ids = resources.create_instances(self.client("ec2"), self.stack, self.instance_count, self.slots)
+
+        agent_env = {
+            **os.environ,
+            **self.aws_environment(),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        }
+        if engine == "none":
+            agent_env["PATH"] = f"{ROOT / 'local_stack' / 'process_engine'}{os.pathsep}{agent_env['PATH']}"
+        self.bus = events.EventBus(self.stack, self.client("lambda"), log_dir / "events.jsonl", self.sweep_seconds)
+        self.agent = LocalAgent(self.state_dir / "instances", agent_env, events.command_listener(self.bus), self.hung)
+        moto_fixes.command_sink = self.agent.accept
+        events.start_watchers(
+            self.bus, self.client("stepfunctions"), self.client("ec2"), state_machine_arn, self.agent.instance_lost
+        )
+
+        state = {
+            "endpoint_url": self.endpoint_url,
+            "region": REGION,
+            "state_machine_arn": state_machine_arn,
+            "job_table": job_table,
+            "document_name": documents["RunContainerDocument"],
+            "stop_document_name": documents["StopContainerDocument"],
+            "catalog_path": f"/{self.stack.name}/job-types/",
+            "instance_ids": instance_ids,
+            "engine": engine,
+            "pid": os.getpid(),
+            "state_dir": str(self.state_dir),
+        }
+        (self.state_dir / "state.json").write_text(json.dumps(state, indent=2))
+        return state
+
+    def stop(self) -> None:
+        if self.agent is not None:
+            self.agent.stop_all()
+        if self.bus is not None:
+            self.bus.stop()
+        lambda_runtime.stop_all()
+        if self.server is not None:
+            self.server.stop()
+        (self.state_dir / "state.json").unlink(missing_ok=True)
+        self.stopped.set()
+
+
+def serve(state_dir: Path, instance_count: int, slots: int | None) -> None:
+    stack = LocalStack(state_dir, instance_count, slots)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=stack.stop).start())
+    try:
+        state = stack.start()
+    except BaseException:
+        stack.stop()
+        raise
+    say(f"ready at {state['endpoint_url']} ({instance_count} instances, engine: {state['engine']})")
+    stack.stopped.wait()
+    say("stopped")

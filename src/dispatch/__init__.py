@@ -1,0 +1,1 @@
+"""The dispatch function (the run-job state machine's callback Task)."""

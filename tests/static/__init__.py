@@ -1,0 +1,1 @@
+"""Static checks: template, state machine definition, lint, types, sample events."""

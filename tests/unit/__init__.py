@@ -1,0 +1,1 @@
+"""Unit tests of the dispatch function and the job type catalog (moto in-process)."""

@@ -1,0 +1,1 @@
+"""Example job types served by the worker image: `python -m callback_wrapper --job examples.<module>:run`."""
