@@ -17,9 +17,10 @@ from aws_lambda_powertools.utilities.parameters import SSMProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from dispatch.catalog import CatalogError, JobType, parse_job_type
-from dispatch.errors import JobError, UnknownType
+from dispatch.errors import DeliveryFailed, JobError, UnknownType
 from dispatch.jobs import Settings, TaskContext, dispatch
 from dispatch.request import validated
 from shared.job_table import token_hash
@@ -53,8 +54,13 @@ def load_job_type(name: str) -> JobType:
     """The catalog entry of a job type, cached for CATALOG_MAX_AGE_SECONDS."""
     try:
         raw = catalog.get(CATALOG_PATH + name, max_age=CATALOG_MAX_AGE_SECONDS)
-    except GetParameterError:
-        raise UnknownType(f"jobType: {name!r} is not in the job type catalog") from None
+    except GetParameterError as exc:
+        # Powertools wraps every error; the SDK's is the one it was raised while handling.
+        sdk_error = exc.__context__
+        if isinstance(sdk_error, ClientError) and sdk_error.response["Error"]["Code"] == "ParameterNotFound":
+            raise UnknownType(f"jobType: {name!r} is not in the job type catalog") from None
+        # Throttled or denied after retries: a retryable failure, not an unknown type.
+        raise DeliveryFailed(f"reading the catalog entry of {name!r} failed") from exc
     try:
         return parse_job_type(name, str(raw))
     except CatalogError as exc:
@@ -69,7 +75,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         task = TaskContext.from_event(event)
         logger.append_keys(jobId=task.job_id, tokenHash=token_hash(task.token), executionArn=task.execution_arn)
         job = validated(event.get("request"), load_job_type)
-        result = dispatch(task, job, settings, ssm, dynamodb)
+        try:
+            result = dispatch(task, job, settings, ssm, dynamodb)
+        except (ClientError, BotoCoreError) as exc:
+            # An AWS error that survived the adaptive retries: named, so the state machine retries it.
+            raise DeliveryFailed(f"AWS call failed: {type(exc).__name__}") from exc
     except JobError as exc:
         metrics.add_dimension(name="reason", value=exc.error_name())
         metrics.add_metric(name="JobsRejected", unit=MetricUnit.Count, value=1)

@@ -34,6 +34,8 @@ RESERVED_ENV = frozenset(
         "AWS_SECRET_ACCESS_KEY",
     }
 )
+# The host side exports job variables to the docker CLI itself: names that steer it are refused.
+RESERVED_PREFIXES = ("DOCKER_", "LD_")
 # SSM's executionTimeout tops out at 48 h; the host side gets the job's timeout plus a margin.
 SSM_MAX_EXECUTION_TIMEOUT = 172_800
 HOST_MARGIN_SECONDS = 300
@@ -134,7 +136,7 @@ def parse_job_type(name: str, raw: str | dict[str, Any]) -> JobType:
     if not isinstance(env, dict) or len(env) > 64:
         raise CatalogError("env: must be an object of at most 64 variables")
     for env_name in env:
-        if not ENV_NAME.fullmatch(env_name) or env_name in RESERVED_ENV:
+        if not ENV_NAME.fullmatch(env_name) or env_name in RESERVED_ENV or env_name.startswith(RESERVED_PREFIXES):
             raise CatalogError(f"env: {env_name[:64]!r} is not an allowed variable name")
     prefixes = raw.get("allowedRegistryPrefixes", [])
     if not isinstance(prefixes, list):

@@ -689,6 +689,10 @@ if [[ $exit_code == 0 ]]; then
   guard success || true
 elif [[ $oom == true ]]; then
   guard Job.OutOfMemory "exit-code=$exit_code" "log-file=$job_dir/logs.txt" || true
+elif [[ $exit_code == 143 ]]; then
+  # Stopped by SIGTERM (docker stop on this host): the callback wrapper leaves the signal to us.
+  guard Job.Cancelled "exit-code=$exit_code" "message=the container was stopped (SIGTERM)" \
+    "log-file=$job_dir/logs.txt" || true
 else
   guard Job.Failed "exit-code=$exit_code" "log-file=$job_dir/logs.txt" || true
 fi

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -38,6 +39,8 @@ COMMAND_FAILURES = {
     "Terminated": "Job.HostLost",
 }
 HOST_LOST_STATES = ("stopping", "stopped", "shutting-down", "terminated")
+# A dispatch takes seconds; a job still PENDING without a command after this was abandoned.
+PENDING_GRACE_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -167,9 +170,21 @@ def open_jobs(dynamodb: Any, settings: Settings, instance_id: str | None = None)
     return [job for job in jobs if job is not None and job["status"]["S"] in OPEN_STATUSES]
 
 
+def stale_pending(dynamodb: Any, sfn: Any, settings: Settings, job: dict[str, Any]) -> bool:
+    """A job recorded but never sent (the dispatch function died in between; a redelivered
+    event sends nothing for a recorded job): fail it once it is clearly abandoned."""
+    created = datetime.fromisoformat(job["createdAt"]["S"])
+    if datetime.now(UTC) - created < timedelta(seconds=PENDING_GRACE_SECONDS):
+        return False
+    job_id = job["jobId"]["S"]
+    if not set_status(dynamodb, settings.job_table, job_id, "FAILED", {"reason": "never sent"}):
+        return False
+    return fail_task(sfn, job, "Job.DeliveryFailed", {"jobId": job_id, "reason": "the command was never sent"})
+
+
 def sweep(dynamodb: Any, sfn: Any, ssm: Any, settings: Settings) -> dict[str, int]:
     """Reconcile open jobs with their executions and commands (lost events, missed rules)."""
-    counts = {"open": 0, "executionEnded": 0, "commandEnded": 0}
+    counts = {"open": 0, "executionEnded": 0, "commandEnded": 0, "stalePending": 0}
     for job in open_jobs(dynamodb, settings):
         counts["open"] += 1
         execution_arn = job["executionArn"]["S"]
@@ -183,6 +198,7 @@ def sweep(dynamodb: Any, sfn: Any, ssm: Any, settings: Settings) -> dict[str, in
             counts["executionEnded"] += bool(execution_ended(dynamodb, ssm, settings, execution_arn, status))
             continue
         if "commandId" not in job:
+            counts["stalePending"] += stale_pending(dynamodb, sfn, settings, job)
             continue
         invocations = ssm.list_command_invocations(CommandId=job["commandId"]["S"], InstanceId=job["instanceId"]["S"])[
             "CommandInvocations"

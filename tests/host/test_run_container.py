@@ -181,6 +181,17 @@ def test_oom_killed_is_job_out_of_memory(host: Host) -> None:
     assert "run-job: container exited code=137 oom=true" in result.stdout
 
 
+def test_container_stopped_by_sigterm_is_job_cancelled(host: Host) -> None:
+    """The callback wrapper leaves a docker stop to the host guard (it does not signal on SIGTERM)."""
+    host.scenario["container"].update(exit_code=143, logs="stopping\n")
+
+    assert host.run().rc == 0
+    payload = host.signal()["payload"]
+    assert payload["error"] == "Job.Cancelled"
+    assert payload["cause"]["exitCode"] == 143
+    assert payload["cause"]["message"] == "the container was stopped (SIGTERM)"
+
+
 def test_exit_zero_wins_over_an_oom_flag(host: Host) -> None:
     """docs/design.md step 7 checks exit 0 first: a child killed for memory does not fail a job that exited 0."""
     host.scenario["container"].update(exit_code=0, oom=True)

@@ -262,8 +262,8 @@ def test_closed_task_stops_the_job_without_signalling(
     assert not {"TaskSucceeded", "TaskFailed"} & set(machines.history_types(wrapper.task))
 
 
-def test_sigterm_stops_the_job_and_signals_cancelled(
-    wrapper_for: Callable[..., Wrapper], machines: CallbackMachines
+def test_sigterm_stops_the_job_and_leaves_the_signal_to_whoever_stopped_it(
+    wrapper_for: Callable[..., Wrapper], machines: CallbackMachines, sfn: Any
 ) -> None:
     wrapper = wrapper_for({"sleepSeconds": 60})
     run = wrapper.start(*CHECKSUM)
@@ -273,9 +273,9 @@ def test_sigterm_stops_the_job_and_signals_cancelled(
     finished = run.finish(seconds=20)
 
     assert finished.returncode == 143
-    execution = machines.finished(wrapper.task)
-    assert execution["error"] == "Job.Cancelled"
-    assert cause_of(execution)["message"] == "the job was stopped (SIGTERM)"
+    # The host guard (Job.Cancelled) or the reaper (Job.HostLost) signals, not the wrapper.
+    assert machines.status(wrapper.task) == "RUNNING"
+    sfn.stop_execution(executionArn=wrapper.task.execution_arn)
 
 
 def test_job_killed_by_sigkill_is_left_to_the_host_guard(

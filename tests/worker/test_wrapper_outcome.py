@@ -240,11 +240,8 @@ def test_closed_task_sends_nothing_and_exits_143() -> None:
     assert decide(end(result='{"output": {}}'), JOB_ID, StopReason.TASK_CLOSED) == Decision(None, 143)
 
 
-def test_terminated_job_is_cancelled_and_exits_143() -> None:
-    decision = decide(end(exit_code=143, tail="bye"), JOB_ID, StopReason.TERMINATED)
-
-    cause = build_cause(JOB_ID, 143, "bye", "the job was stopped (SIGTERM)")
-    assert decision == Decision(Failure("Job.Cancelled", cause), 143)
+def test_terminated_job_is_left_to_whoever_stopped_it_and_exits_143() -> None:
+    assert decide(end(exit_code=143, tail="bye"), JOB_ID, StopReason.TERMINATED) == Decision(None, 143)
 
 
 def test_sigkill_not_sent_by_the_wrapper_is_left_to_the_host_guard() -> None:

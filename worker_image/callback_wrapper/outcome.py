@@ -27,7 +27,6 @@ EXIT_KILLED = 128 + signal.SIGKILL
 EXIT_STOPPED = 128 + signal.SIGTERM
 
 JOB_FAILED = "Job.Failed"
-JOB_CANCELLED = "Job.Cancelled"
 JOB_OUTPUT_TOO_LARGE = "Job.OutputTooLarge"
 # Prefixes that belong to the platform (Job.*) and to Step Functions (States.*).
 RESERVED_ERROR_PREFIXES = ("Job.", "States.")
@@ -180,8 +179,11 @@ def decide(end: JobEnd, job_id: str, stop: StopReason | None) -> Decision:
     if stop is StopReason.TASK_CLOSED:
         return Decision(None, EXIT_STOPPED)
     if stop is StopReason.TERMINATED:
-        cause = build_cause(job_id, end.exit_code, end.log_tail, "the job was stopped (SIGTERM)")
-        return Decision(Failure(JOB_CANCELLED, cause), EXIT_STOPPED)
+        # Whoever stopped the container knows why and signals: the host guard (a cancelled
+        # command: Job.Cancelled), the reaper (a lost host: Job.HostLost, retried), or nobody
+        # (the execution already ended). A Job.Cancelled from here would win the race and
+        # turn a retryable host loss into a final cancel.
+        return Decision(None, EXIT_STOPPED)
     if end.exit_code == EXIT_KILLED:
         # Most likely the kernel's OOM killer. Only the host sees docker's OOMKilled flag and
         # can tell Job.OutOfMemory from Job.Failed, so the host guard signals this one.

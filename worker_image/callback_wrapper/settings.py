@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 DEFAULT_INPUT_PATH = "/job/input.json"
-# Shorter than `docker stop`'s default 10 s, so a stopped job still gets its
-# Job.Cancelled signal out before docker kills the wrapper.
+# Shorter than `docker stop`'s default 10 s, so the job gets its SIGTERM, its grace and its
+# SIGKILL from the wrapper before docker kills the wrapper itself.
 DEFAULT_STOP_GRACE_SECONDS = 5
 # Plain characters only: the id goes into logs and causes unescaped (see outcome.build_cause).
 _JOB_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
