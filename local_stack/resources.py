@@ -43,6 +43,12 @@ def create_job_table(dynamodb: Any, stack: Stack) -> str:
     return name
 
 
+def create_bucket(s3: Any, stack: Stack, logical_id: str = "OutputBucket") -> str:
+    name = stack.physical_name(logical_id)
+    s3.create_bucket(Bucket=name)
+    return name
+
+
 def put_catalog(ssm: Any, stack: Stack) -> list[str]:
     """Seed every SSM parameter the template declares (the job type catalog)."""
     names = []

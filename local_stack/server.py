@@ -93,6 +93,7 @@ class LocalStack:
             say("no container engine reachable: jobs run as local processes (same wrapper, no isolation)")
 
         job_table = resources.create_job_table(self.client("dynamodb"), self.stack)
+        output_bucket = resources.create_bucket(self.client("s3"), self.stack)
         documents = resources.create_documents(ssm, self.stack)
         iam, log_dir = self.client("iam"), self.state_dir / "logs"
         log_dir.mkdir(exist_ok=True)
@@ -141,6 +142,7 @@ class LocalStack:
             "region": REGION,
             "state_machine_arn": state_machine_arn,
             "job_table": job_table,
+            "output_bucket": output_bucket,
             "document_name": documents["RunContainerDocument"],
             "stop_document_name": documents["StopContainerDocument"],
             "catalog_path": f"/{self.stack.name}/job-types/",

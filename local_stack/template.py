@@ -85,6 +85,8 @@ class Stack:
         prop = _NAME_PROPERTY.get(resource["Type"])
         if prop and prop in resource.get("Properties", {}):
             return str(self.resolve(resource["Properties"][prop]))
+        if resource["Type"] == "AWS::S3::Bucket":  # bucket names are lower case
+            return f"{self.name}-{logical_id}".lower()
         return f"{self.name}-{logical_id}"
 
     def arn(self, service: str, resource: str) -> str:
@@ -122,6 +124,7 @@ class Stack:
             ),
             ("AWS::Serverless::Function", "Arn"): self.arn("lambda", f"function:{physical}"),
             ("AWS::Serverless::StateMachine", "Name"): physical,
+            ("AWS::S3::Bucket", "Arn"): f"arn:aws:s3:::{physical}",
         }
         try:
             return attributes[(kind, attribute)]

@@ -44,6 +44,7 @@ settings = Settings(
     pull_policy=os.environ["PULL_POLICY"],
     network=os.environ["CONTAINER_NETWORK"],
     delivery_timeout_seconds=int(os.environ["DELIVERY_TIMEOUT_SECONDS"]),
+    output_bucket=os.environ["OUTPUT_BUCKET"],
 )
 CATALOG_PATH = os.environ["CATALOG_PATH"]
 # How stale a catalog entry may be: a swapped image is picked up within this many seconds.

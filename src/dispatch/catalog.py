@@ -32,6 +32,7 @@ RESERVED_ENV = frozenset(
         "AWS_ENDPOINT_URL",
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
+        "OUTPUT_BUCKET",
     }
 )
 # The host side exports job variables to the docker CLI itself: names that steer it are refused.

@@ -71,6 +71,8 @@ class Settings:
     network: str
     # How long SSM may wait for the instance to pick the command up (then DeliveryTimedOut).
     delivery_timeout_seconds: int = 120
+    # Where the callback wrapper writes outputs over Step Functions' limit ("" = nowhere).
+    output_bucket: str = ""
 
 
 def online_instances(ssm: Any, pool_name: str) -> list[str]:
@@ -89,7 +91,7 @@ def pick_instance(instances: list[str], job_id: str) -> str:
     return instances[int(job_id.removeprefix("job-"), 16) % len(instances)]
 
 
-def job_item(task: TaskContext, job: ValidRequest, instance_id: str) -> dict[str, Any]:
+def job_item(task: TaskContext, job: ValidRequest, instance_id: str, output_bucket: str = "") -> dict[str, Any]:
     """The job record (docs/design.md, "Job record") in DynamoDB's wire format."""
     job_type = job.job_type
     created = now_iso()
@@ -110,7 +112,7 @@ def job_item(task: TaskContext, job: ValidRequest, instance_id: str) -> dict[str
         "memoryMiB": {"N": str(job_type.memory_mib)},
         "pidsLimit": {"N": str(job_type.pids_limit)},
         "readOnlyRootFs": {"BOOL": job_type.read_only_root_fs},
-        "env": {"M": {key: {"S": value} for key, value in job_type.env.items()}},
+        "env": {"M": {key: {"S": value} for key, value in job_environment(job, output_bucket).items()}},
         "timeoutSeconds": {"N": str(job.timeout_seconds)},
         "heartbeatSeconds": {"N": str(job.heartbeat_seconds)},
         "stopGraceSeconds": {"N": str(job_type.stop_grace_seconds)},
@@ -120,6 +122,11 @@ def job_item(task: TaskContext, job: ValidRequest, instance_id: str) -> dict[str
         "updatedAt": {"S": created},
         "expiresAt": {"N": str(int(time.time()) + job.timeout_seconds + RETENTION_SECONDS)},
     }
+
+
+def job_environment(job: ValidRequest, output_bucket: str) -> dict[str, str]:
+    """The job type's environment plus the settings the callback wrapper needs from the stack."""
+    return {**job.job_type.env, **({"OUTPUT_BUCKET": output_bucket} if output_bucket else {})}
 
 
 def command_parameters(job_id: str, job: ValidRequest, settings: Settings) -> dict[str, list[str]]:
@@ -152,7 +159,7 @@ def dispatch(task: TaskContext, job: ValidRequest, settings: Settings, ssm: Any,
     try:
         dynamodb.put_item(
             TableName=settings.job_table,
-            Item=job_item(task, job, instance_id),
+            Item=job_item(task, job, instance_id, settings.output_bucket),
             ConditionExpression="attribute_not_exists(jobId)",
         )
     except ClientError as exc:
