@@ -3,7 +3,8 @@
 moto records SSM commands but never checks or runs them (and sends an untargeted command
 to every instance), and lacks DescribeInstanceInformation, ListCommandInvocations and
 CancelCommand; its SendTaskFailure drops the cause; its StopExecution leaves a callback Task
-waiting; its Retry attempts reuse the first attempt's task token. These patches add AWS's
+waiting; its Retry attempts reuse the first attempt's task token; its `states:startExecution`
+integration passes AWS's parameter names to boto3 unchanged and returns boto3's. These patches add AWS's
 behaviour as AWS documents it, and hand accepted commands to the local agent
 (local_stack/agent.py) when one is registered. `apply()` is idempotent; the unit tests and
 the local stack call it before using moto.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import yaml
@@ -24,6 +26,9 @@ from moto.ssm.responses import SimpleSystemManagerResponse
 from moto.stepfunctions.parser.api import ExecutionStatus
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
     StateTaskServiceCallback,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+    StateTaskServiceSfn,
 )
 from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
 from moto.stepfunctions.responses import StepFunctionResponse
@@ -220,6 +225,43 @@ def _callback_execution(self: StateTaskServiceCallback, env: Any) -> None:
     _original_callback_execution(self, env)
 
 
+_original_sfn_parameters = StateTaskServiceSfn._normalise_parameters
+# Members whose values are the caller's own JSON: their keys are data, not API member names.
+_SFN_DATA_MEMBERS = ("input", "output")
+
+
+def _sfn_parameters(self: StateTaskServiceSfn, parameters: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+    # The integration takes the API's member names (StateMachineArn, Input, Name); boto3 wants
+    # its own (stateMachineArn, input, name). moto left this conversion out of its port.
+    _original_sfn_parameters(self, parameters, *args, **kwargs)
+    for key in list(parameters):
+        parameters[key[:1].lower() + key[1:]] = parameters.pop(key)
+
+
+def _api_shape(value: Any) -> Any:
+    """A boto3 response as Step Functions shows it to the state: member names capitalised,
+    timestamps as epoch milliseconds."""
+    if isinstance(value, dict):
+        return {
+            key[:1].upper() + key[1:]: item if key in _SFN_DATA_MEMBERS else _api_shape(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_api_shape(item) for item in value]
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    return value
+
+
+def _sfn_response(self: StateTaskServiceSfn, response: Any, *args: Any, **kwargs: Any) -> None:
+    # startExecution.sync:2 reads the response's ExecutionArn, and the state's result is
+    # {"ExecutionArn", "Output", "StartDate": <epoch ms>, ...} on AWS.
+    if isinstance(response, dict):
+        shaped = _api_shape(response)
+        response.clear()
+        response.update(shaped)
+
+
 def apply() -> None:
     global _applied
     if _applied:
@@ -233,4 +275,6 @@ def apply() -> None:
     Execution.stop = _stop_execution  # type: ignore[method-assign]
     StateTaskServiceCallback._eval_execution = _callback_execution  # type: ignore[method-assign,assignment]
     BaseExecutionWorkerCommunication._reflect_execution_status = _reflect_execution_status  # type: ignore[method-assign]
+    StateTaskServiceSfn._normalise_parameters = _sfn_parameters  # type: ignore[method-assign]
+    StateTaskServiceSfn._normalise_response = _sfn_response  # type: ignore[method-assign]
     _applied = True

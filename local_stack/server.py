@@ -82,7 +82,8 @@ class LocalStack:
         self.server.start()
         requests.post(f"{self.endpoint_url}/moto-api/config", json=MOTO_CONFIG, timeout=10).raise_for_status()
 
-        engine = "docker" if images.engine_available() else "none"
+        # RUN_JOB_ENGINE=process forces the process engine (its own test; a machine without Docker).
+        engine = "docker" if os.environ.get("RUN_JOB_ENGINE") != "process" and images.engine_available() else "none"
         ssm = self.client("ssm")
         catalog = resources.put_catalog(ssm, self.stack)
         if engine == "docker":
@@ -129,7 +130,8 @@ class LocalStack:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         }
         if engine == "none":
-            agent_env["PATH"] = f"{ROOT / 'local_stack' / 'process_engine'}{os.pathsep}{agent_env['PATH']}"
+            agent_env["PATH"] = f"{ROOT / 'local_stack' / 'process_engine_bin'}{os.pathsep}{agent_env['PATH']}"
+            agent_env["RUN_JOB_PROCESS_ENGINE_DIR"] = str(self.state_dir / "processes")
         self.bus = events.EventBus(self.stack, self.client("lambda"), log_dir / "events.jsonl", self.sweep_seconds)
         self.agent = LocalAgent(self.state_dir / "instances", agent_env, events.command_listener(self.bus), self.hung)
         moto_fixes.command_sink = self.agent.accept

@@ -52,6 +52,10 @@ _NAME_PROPERTY = {
     "AWS::ECR::Repository": "RepositoryName",
     "AWS::Serverless::StateMachine": "Name",
     "AWS::Serverless::Function": "FunctionName",
+    # The same resources after the SAM transform (tests/security read the transformed template).
+    "AWS::StepFunctions::StateMachine": "StateMachineName",
+    "AWS::Lambda::Function": "FunctionName",
+    "AWS::IAM::Role": "RoleName",
 }
 
 
@@ -125,6 +129,9 @@ class Stack:
             ("AWS::Serverless::Function", "Arn"): self.arn("lambda", f"function:{physical}"),
             ("AWS::Serverless::StateMachine", "Name"): physical,
             ("AWS::S3::Bucket", "Arn"): f"arn:aws:s3:::{physical}",
+            ("AWS::Lambda::Function", "Arn"): self.arn("lambda", f"function:{physical}"),
+            ("AWS::StepFunctions::StateMachine", "Name"): physical,
+            ("AWS::IAM::Role", "Arn"): f"arn:aws:iam::{self.account}:role/{physical}",
         }
         try:
             return attributes[(kind, attribute)]

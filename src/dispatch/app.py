@@ -21,11 +21,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from dispatch.catalog import CatalogError, JobType, parse_job_type
 from dispatch.errors import DeliveryFailed, JobError, UnknownType
-from dispatch.jobs import Settings, TaskContext, dispatch
+from dispatch.jobs import Clients, Settings, TaskContext, dispatch
 from dispatch.request import validated
 from shared.job_table import token_hash
 
-# Adaptive retries absorb SSM and DynamoDB throttling bursts without losing the job.
+# Adaptive retries absorb SSM, EC2 and DynamoDB throttling bursts without losing the job.
 CLIENT_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 10})
 
 logger = Logger()
@@ -33,6 +33,8 @@ tracer = Tracer()
 metrics = Metrics()
 ssm = boto3.client("ssm", config=CLIENT_CONFIG)
 dynamodb = boto3.client("dynamodb", config=CLIENT_CONFIG)
+ec2 = boto3.client("ec2", config=CLIENT_CONFIG)
+clients = Clients(ssm=ssm, dynamodb=dynamodb, ec2=ec2)
 catalog = SSMProvider(boto3_client=ssm)
 settings = Settings(
     job_table=os.environ["JOB_TABLE"],
@@ -45,6 +47,8 @@ settings = Settings(
     network=os.environ["CONTAINER_NETWORK"],
     delivery_timeout_seconds=int(os.environ["DELIVERY_TIMEOUT_SECONDS"]),
     output_bucket=os.environ["OUTPUT_BUCKET"],
+    slot_table=os.environ["SLOT_TABLE"],
+    default_slots=int(os.environ["DEFAULT_SLOTS"]),
 )
 CATALOG_PATH = os.environ["CATALOG_PATH"]
 # How stale a catalog entry may be: a swapped image is picked up within this many seconds.
@@ -68,7 +72,8 @@ def load_job_type(name: str) -> JobType:
         raise UnknownType(f"jobType: the catalog entry of {name!r} is not valid: {exc}") from None
 
 
-@logger.inject_lambda_context(clear_state=True)
+# The event carries the task token: never log it, whatever POWERTOOLS_LOGGER_LOG_EVENT says.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -77,7 +82,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.append_keys(jobId=task.job_id, tokenHash=token_hash(task.token), executionArn=task.execution_arn)
         job = validated(event.get("request"), load_job_type)
         try:
-            result = dispatch(task, job, settings, ssm, dynamodb)
+            result = dispatch(task, job, settings, clients)
         except (ClientError, BotoCoreError) as exc:
             # An AWS error that survived the adaptive retries: named, so the state machine retries it.
             raise DeliveryFailed(f"AWS call failed: {type(exc).__name__}") from exc

@@ -19,6 +19,13 @@ IMAGE_REF = re.compile(
     r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
 )
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+# A secret by reference: a Secrets Manager secret's ARN, or "ssm:" and a parameter's full name
+# (a SecureString). The host side resolves it when the job starts; the value is never recorded.
+SECRET_REF = re.compile(
+    r"^(arn:aws[a-z-]*:secretsmanager:[a-z]{2}(-[a-z]+)+-[0-9]:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}"
+    r"|ssm:(/[A-Za-z0-9_.-]{1,1011})+)$"
+)
+MAX_SECRETS = 32
 # The host side sets these; a job type cannot override them.
 RESERVED_ENV = frozenset(
     {
@@ -61,6 +68,7 @@ class JobType:
     stop_grace_seconds: int
     read_only_root_fs: bool
     env: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
     allow_image_override: bool = False
     allowed_registry_prefixes: list[str] = field(default_factory=list)
 
@@ -91,6 +99,25 @@ def _integer(value: object, where: str, low: int, high: int) -> int:
     return value
 
 
+def _variable_names(value: object, where: str, limit: int) -> dict[str, Any]:
+    """An object of environment variables the job type may set (names checked, values not)."""
+    if not isinstance(value, dict) or len(value) > limit:
+        raise CatalogError(f"{where}: must be an object of at most {limit} variables")
+    for name in value:
+        if not ENV_NAME.fullmatch(name) or name in RESERVED_ENV or name.startswith(RESERVED_PREFIXES):
+            raise CatalogError(f"{where}: {name[:64]!r} is not an allowed variable name")
+    return value
+
+
+def _secret_ref(value: object, where: str) -> str:
+    if not isinstance(value, str) or len(value) > 2048 or not SECRET_REF.fullmatch(value):
+        raise CatalogError(
+            f"{where}: must be a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME) "
+            "or ssm: and a parameter name (ssm:/path/name)"
+        )
+    return value
+
+
 def _flag(value: object, where: str) -> bool:
     if not isinstance(value, bool):
         raise CatalogError(f"{where}: must be true or false")
@@ -108,6 +135,7 @@ _FIELDS = {
     "stopGraceSeconds",
     "readOnlyRootFs",
     "env",
+    "secrets",
     "allowImageOverride",
     "allowedRegistryPrefixes",
 }
@@ -133,12 +161,11 @@ def parse_job_type(name: str, raw: str | dict[str, Any]) -> JobType:
     cpu = raw.get("cpu", 1)
     if isinstance(cpu, bool) or not isinstance(cpu, (int, float)) or not 0.1 <= cpu <= 64:
         raise CatalogError("cpu: must be a number of vCPUs from 0.1 to 64")
-    env = raw.get("env", {})
-    if not isinstance(env, dict) or len(env) > 64:
-        raise CatalogError("env: must be an object of at most 64 variables")
-    for env_name in env:
-        if not ENV_NAME.fullmatch(env_name) or env_name in RESERVED_ENV or env_name.startswith(RESERVED_PREFIXES):
-            raise CatalogError(f"env: {env_name[:64]!r} is not an allowed variable name")
+    env = _variable_names(raw.get("env", {}), "env", 64)
+    secrets = _variable_names(raw.get("secrets", {}), "secrets", MAX_SECRETS)
+    both = sorted(set(env) & set(secrets))
+    if both:
+        raise CatalogError(f"secrets: {both[0]!r} is also in env (a variable comes from one or the other)")
     prefixes = raw.get("allowedRegistryPrefixes", [])
     if not isinstance(prefixes, list):
         raise CatalogError("allowedRegistryPrefixes: must be a list of image prefixes")
@@ -155,6 +182,7 @@ def parse_job_type(name: str, raw: str | dict[str, Any]) -> JobType:
         stop_grace_seconds=_integer(raw.get("stopGraceSeconds", 30), "stopGraceSeconds", 0, 3600),
         read_only_root_fs=_flag(raw.get("readOnlyRootFs", False), "readOnlyRootFs"),
         env={key: _text(value, f"env.{key}") for key, value in env.items()},
+        secrets={key: _secret_ref(value, f"secrets.{key}") for key, value in secrets.items()},
         allow_image_override=_flag(raw.get("allowImageOverride", False), "allowImageOverride"),
         allowed_registry_prefixes=[
             check_image(prefix, f"allowedRegistryPrefixes[{i}]") for i, prefix in enumerate(prefixes)

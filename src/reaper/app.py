@@ -26,6 +26,7 @@ settings = reap.Settings(
     job_table=os.environ["JOB_TABLE"],
     run_document=os.environ["DOCUMENT_NAME"],
     stop_document=os.environ["STOP_DOCUMENT_NAME"],
+    slot_table=os.environ["SLOT_TABLE"],
 )
 
 
@@ -49,7 +50,10 @@ def route(event: dict[str, Any]) -> dict[str, Any]:
         why = f"instance {detail['state']}"
         return {"failed": reap.host_lost(dynamodb, sfn, settings, detail["instance-id"], why)}
     if kind == "EC2 Spot Instance Interruption Warning":
-        return {"failed": reap.host_lost(dynamodb, sfn, settings, detail["instance-id"], "spot interruption")}
+        # Two minutes' notice: its jobs are retried elsewhere now; its slots stay held, so nothing
+        # new lands on it, until its state change (terminated) frees them.
+        warned = reap.host_lost(dynamodb, sfn, settings, detail["instance-id"], "spot interruption", gone=False)
+        return {"failed": warned}
     if kind == "Scheduled Event":
         return reap.sweep(dynamodb, sfn, ssm, settings)
     raise UnknownEvent(f"no route for detail-type {str(kind)[:100]!r}")

@@ -7,7 +7,12 @@
   Job.DeliveryFailed or Job.HostLost instead of waiting for its heartbeat timeout.
 - A worker instance is stopping, terminated or about to be interrupted: every open job on it
   fails with Job.HostLost, which the state machine retries on another instance.
-- The scheduled sweep re-derives all of the above for open jobs, in case an event was lost.
+- Slots (shared/slots.py) are given back when the job's host side is done: its command ended,
+  whatever the status (the host side removes the container before it exits), or its instance
+  went away. Every way a job ends leads there: a stopped execution's command is cancelled and
+  its container stopped, which ends the command.
+- The scheduled sweep re-derives all of the above for open jobs and held slots, in case an
+  event was lost or a dispatch died between taking a slot and sending the command.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from shared import slots
 from shared.job_table import OPEN_STATUSES, set_status
 
 # SendTask* answers that mean the task was already closed: nothing left to do.
@@ -38,8 +44,11 @@ COMMAND_FAILURES = {
     "Cancelled": "Job.HostLost",
     "Terminated": "Job.HostLost",
 }
+# Command invocation statuses of a host side that may still hold its instance's slot.
+COMMAND_RUNNING = ("Pending", "InProgress", "Delayed", "Cancelling")
 HOST_LOST_STATES = ("stopping", "stopped", "shutting-down", "terminated")
-# A dispatch takes seconds; a job still PENDING without a command after this was abandoned.
+# A dispatch takes seconds; a job still PENDING without a command after this was abandoned, and
+# so is a slot taken this long ago for a job that has no record.
 PENDING_GRACE_SECONDS = 300
 
 
@@ -48,6 +57,7 @@ class Settings:
     job_table: str
     run_document: str
     stop_document: str
+    slot_table: str
 
 
 def _job(dynamodb: Any, settings: Settings, job_id: str) -> dict[str, Any] | None:
@@ -120,14 +130,18 @@ def _job_keys_of_execution(dynamodb: Any, settings: Settings, execution_arn: str
 def command_ended(
     dynamodb: Any, sfn: Any, ssm: Any, settings: Settings, command_id: str, instance_id: str, status: str
 ) -> str | None:
-    """A run-container command ended badly: fail its job's task now. Returns the error sent."""
+    """A run-container command ended: its job's slot is free again, and if it ended badly the
+    job's task fails now. Returns the error sent."""
     error = COMMAND_FAILURES.get(status)
-    if error is None:
+    if error is None and status != "Success":
         return None
     commands = ssm.list_commands(CommandId=command_id)["Commands"]
     if not commands or commands[0]["DocumentName"] != settings.run_document:
         return None
     job_id = commands[0]["Parameters"]["JobId"][0]
+    slots.release(dynamodb, settings.slot_table, instance_id, job_id)
+    if error is None:
+        return None
     job = _job(dynamodb, settings, job_id)
     if job is None or job["status"]["S"] not in OPEN_STATUSES:
         return None
@@ -138,8 +152,12 @@ def command_ended(
     return error if fail_task(sfn, job, error, cause) else None
 
 
-def host_lost(dynamodb: Any, sfn: Any, settings: Settings, instance_id: str, why: str) -> list[str]:
-    """Every open job on the instance fails with Job.HostLost (retried on another instance)."""
+def host_lost(
+    dynamodb: Any, sfn: Any, settings: Settings, instance_id: str, why: str, gone: bool = True
+) -> list[str]:
+    """Every open job on the instance fails with Job.HostLost (retried on another instance).
+    When the instance is `gone` (not merely warned of an interruption), its slots are freed:
+    its containers went with it."""
     failed = []
     for job in open_jobs(dynamodb, settings, instance_id=instance_id):
         job_id = job["jobId"]["S"]
@@ -147,6 +165,8 @@ def host_lost(dynamodb: Any, sfn: Any, settings: Settings, instance_id: str, why
             continue  # another event claimed it first
         if fail_task(sfn, job, "Job.HostLost", {"jobId": job_id, "instanceId": instance_id, "reason": why}):
             failed.append(job_id)
+    if gone:
+        slots.release_instance(dynamodb, settings.slot_table, instance_id)
     return failed
 
 
@@ -182,8 +202,45 @@ def stale_pending(dynamodb: Any, sfn: Any, settings: Settings, job: dict[str, An
     return fail_task(sfn, job, "Job.DeliveryFailed", {"jobId": job_id, "reason": "the command was never sent"})
 
 
+def _older_than(timestamp: str, seconds: int) -> bool:
+    """Whether an ISO 8601 time is more than `seconds` ago; an unknown time counts as old."""
+    try:
+        then = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return True
+    return datetime.now(UTC) - then > timedelta(seconds=seconds)
+
+
+def slot_abandoned(dynamodb: Any, ssm: Any, settings: Settings, instance_id: str, job_id: str, taken_at: str) -> bool:
+    """Whether a held slot belongs to no running host side any more."""
+    job = _job(dynamodb, settings, job_id)
+    if job is None or job["instanceId"]["S"] != instance_id:
+        # No record (a dispatch recording it now, or one that died), or the record of a
+        # concurrent duplicate that won on another instance.
+        return _older_than(taken_at, PENDING_GRACE_SECONDS)
+    if job["status"]["S"] in OPEN_STATUSES:
+        return False  # ending open jobs is the sweep's other work; their command's end frees the slot
+    if "commandId" not in job:
+        return True
+    invocations = ssm.list_command_invocations(CommandId=job["commandId"]["S"], InstanceId=instance_id)[
+        "CommandInvocations"
+    ]
+    return not invocations or invocations[0]["Status"] not in COMMAND_RUNNING
+
+
+def reconcile_slots(dynamodb: Any, ssm: Any, settings: Settings) -> int:
+    """Free the slots whose host side is done (a lost command-ended event, a dead dispatch)."""
+    released = 0
+    for instance_id, holders in slots.all_holders(dynamodb, settings.slot_table).items():
+        for job_id, taken_at in holders.items():
+            if slot_abandoned(dynamodb, ssm, settings, instance_id, job_id, taken_at):
+                released += slots.release(dynamodb, settings.slot_table, instance_id, job_id)
+    return released
+
+
 def sweep(dynamodb: Any, sfn: Any, ssm: Any, settings: Settings) -> dict[str, int]:
-    """Reconcile open jobs with their executions and commands (lost events, missed rules)."""
+    """Reconcile open jobs with their executions and commands, and held slots with their jobs
+    (lost events, missed rules, dead dispatches)."""
     counts = {"open": 0, "executionEnded": 0, "commandEnded": 0, "stalePending": 0}
     for job in open_jobs(dynamodb, settings):
         counts["open"] += 1
@@ -208,4 +265,5 @@ def sweep(dynamodb: Any, sfn: Any, ssm: Any, settings: Settings) -> dict[str, in
                 dynamodb, sfn, ssm, settings, job["commandId"]["S"], job["instanceId"]["S"], invocations[0]["Status"]
             )
             counts["commandEnded"] += ended is not None
+    counts["slotsReleased"] = reconcile_slots(dynamodb, ssm, settings)
     return counts

@@ -702,12 +702,31 @@ def _delivery_failed(deployment: Any, dispatch_app: Any, invoke: Any, event: dic
     invoke(event)
 
 
-@pytest.mark.parametrize("scenario", [_dispatched, _replayed, _invalid, _unknown, _no_capacity, _delivery_failed])
+def _bad_catalog_entry(deployment: Any, dispatch_app: Any, invoke: Any, event: dict[str, Any]) -> None:
+    _put_entry(deployment, "word-count", {**catalog_entries(deployment.stack)["word-count"], "cpu": 0})
+    invoke(event)
+
+
+@pytest.fixture(params=["as-deployed", "debug"])
+def log_verbosity(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """"debug": what an operator might switch on to investigate, the event logging included (read
+    when the handler is decorated, so this fixture comes before `dispatch_app`)."""
+    if request.param == "debug":
+        monkeypatch.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")
+    return str(request.param)
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [_dispatched, _replayed, _invalid, _unknown, _no_capacity, _delivery_failed, _bad_catalog_entry],
+)
 def test_token_and_input_never_appear_in_logs_or_errors(
-    scenario, deployment, dispatch_app, invoke, capsys, monkeypatch
+    log_verbosity, scenario, deployment, dispatch_app, invoke, capsys, monkeypatch
 ):
     """Logs and metrics (enabled here as in AWS: EMF goes to stdout too) show the token's hash only."""
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    if log_verbosity == "debug":
+        dispatch_app.logger.setLevel("DEBUG")
     event = event_for({**WORD_COUNT, "input": SECRET_INPUT})
     token = event["taskToken"]
     raised: BaseException | None = None

@@ -87,6 +87,19 @@ def sfn(moto_endpoint: str) -> Any:
 
 
 @pytest.fixture(scope="session")
+def s3(moto_endpoint: str) -> Any:
+    return aws_client("s3", moto_endpoint)
+
+
+@pytest.fixture
+def output_bucket(s3: Any) -> str:
+    """A new, empty output bucket in the moto server."""
+    name = f"outputs-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
 def machines(moto_endpoint: str, sfn: Any) -> CallbackMachines:
     return CallbackMachines(moto_endpoint, sfn)
 

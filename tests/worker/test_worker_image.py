@@ -3,6 +3,7 @@ way the host side runs it (docs/design.md, host side step 6) against moto on loo
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -112,6 +113,28 @@ def test_container_signals_success_with_the_input_byte_for_byte(
     assert wrapper.task.token not in logs_of(name)
     output = json.loads(machines.finished(wrapper.task)["output"])
     assert output["file"] == {"sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw)}
+
+
+def test_container_stores_a_large_output_with_debians_boto3(
+    wrapper_for: Callable[..., Wrapper],
+    machines: CallbackMachines,
+    container: Callable[..., tuple[str, list[str]]],
+    s3: Any,
+    output_bucket: str,
+) -> None:
+    # Debian's botocore 1.29 sends the SHA-256 checksum and the encryption header too.
+    wrapper = wrapper_for({"outputBytes": 300 * 1024})
+    name, argv = container(wrapper, "--env", f"OUTPUT_BUCKET={output_bucket}")
+
+    assert run_to_end(name, argv, wrapper) == 0
+
+    pointer = json.loads(machines.finished(wrapper.task)["output"])
+    stored = s3.head_object(Bucket=output_bucket, Key=pointer["outputLocation"]["key"], ChecksumMode="ENABLED")
+    body = s3.get_object(Bucket=output_bucket, Key=pointer["outputLocation"]["key"])["Body"].read()
+    assert (pointer["bytes"], pointer["sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
+    assert stored["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(body).digest()).decode()
+    assert stored["ServerSideEncryption"] == "AES256"
+    assert len(json.loads(body)["filler"]) == 300 * 1024
 
 
 def test_out_of_memory_is_left_to_the_host_guard(

@@ -14,6 +14,7 @@ import pytest
 from wrapper_harness import WORKER_IMAGE_DIR, free_port
 
 from callback_wrapper.jsonlog import JsonLog, LockedStream, token_hash
+from callback_wrapper.outcome import JobContext
 from callback_wrapper.settings import ConfigError, settings_from_env
 from callback_wrapper.wrapper import job_command, job_environment
 
@@ -29,6 +30,7 @@ def test_defaults() -> None:
     assert settings.heartbeat_interval is None
     assert settings.stop_grace_seconds == 5
     assert settings.endpoint_url is None
+    assert settings.context == JobContext("job-1", output_bucket=None, log_group=None)
 
 
 @pytest.mark.parametrize(("heartbeat", "interval"), [("1", 1), ("2", 1), ("3", 1), ("7", 2), ("120", 40)])
@@ -44,6 +46,12 @@ def test_region_and_endpoint_are_read_explicitly() -> None:
     assert (settings.region, settings.endpoint_url) == ("ap-south-1", "http://127.0.0.1:1")
 
 
+def test_output_bucket_and_log_group_reach_the_job_context() -> None:
+    settings = settings_from_env({**ENV, "OUTPUT_BUCKET": "stack-outputbucket-1a2b", "JOB_LOG_GROUP": "/stack/jobs"})
+
+    assert settings.context == JobContext("job-1", output_bucket="stack-outputbucket-1a2b", log_group="/stack/jobs")
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -54,6 +62,10 @@ def test_region_and_endpoint_are_read_explicitly() -> None:
         {"HEARTBEAT_SECONDS": "-1"},
         {"HEARTBEAT_SECONDS": "1.5"},
         {"STOP_GRACE_SECONDS": "²"},
+        {"OUTPUT_BUCKET": "Not_A_Bucket"},
+        {"OUTPUT_BUCKET": "s3://bucket"},
+        {"JOB_LOG_GROUP": "jobs; echo"},
+        {"JOB_LOG_GROUP": "g" * 513},
     ],
 )
 def test_bad_environment_is_refused(change: dict[str, str]) -> None:

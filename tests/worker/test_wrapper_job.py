@@ -110,6 +110,17 @@ def test_stop_escalates_to_sigkill_after_the_grace(sinks: Sinks) -> None:
     assert job.stop_reason is StopReason.TERMINATED
 
 
+def test_stopping_a_job_that_has_ended_does_nothing(sinks: Sinks) -> None:
+    """A heartbeat may find the task closed while a large output is being stored, after the
+    job's process is gone and its group id may be another process's."""
+    job = sinks.start("true")
+    job.wait()
+
+    job.stop(StopReason.TASK_CLOSED)
+
+    assert job.stop_reason is None
+
+
 def test_leftovers_of_a_finished_job_are_killed(sinks: Sinks, tmp_path: Path) -> None:
     """A background process holding stdout would otherwise keep the job 'running'."""
     pid_file = tmp_path / "leftover"

@@ -93,6 +93,19 @@ def test_non_zero_exit_fails_with_exit_code_and_log_tail(
     assert cause["jobId"] == wrapper.job_id
     assert cause["exitCode"] == 3
     assert cause["logTail"].endswith("checksum: exiting with code 3 as the input asks\n")
+    assert "logLocation" not in cause  # no JOB_LOG_GROUP: the wrapper does not guess
+
+
+def test_failure_cause_says_where_the_full_log_is_when_the_host_side_tells(
+    wrapper_for: Callable[..., Wrapper], machines: CallbackMachines
+) -> None:
+    wrapper = wrapper_for({"exitCode": 3})
+
+    assert wrapper.run(*CHECKSUM, JOB_LOG_GROUP="/run-job/jobs").returncode == 3
+
+    cause = cause_of(machines.finished(wrapper.task))
+    assert cause["logLocation"] == {"logGroup": "/run-job/jobs", "logStream": wrapper.job_id}
+    assert cause["logTail"].endswith("checksum: exiting with code 3 as the input asks\n")
 
 
 def test_command_that_cannot_start_fails_with_127(
@@ -212,7 +225,8 @@ def test_output_over_256_kib_fails_as_output_too_large(
 
     execution = machines.finished(wrapper.task)
     assert execution["error"] == "Job.OutputTooLarge"
-    assert "262152 bytes" in cause_of(execution)["message"]
+    # Without OUTPUT_BUCKET (test_wrapper_large_output.py has it set).
+    assert cause_of(execution)["message"].startswith("the job's output is 262152 bytes; Step Functions accepts")
 
 
 def test_heartbeats_keep_a_task_alive_past_its_heartbeat_timeout(

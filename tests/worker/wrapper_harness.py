@@ -47,7 +47,7 @@ def wait_until(check: Callable[[], Any], seconds: float, what: str) -> Any:
     raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
 
-def aws_client(service: Literal["iam", "lambda", "stepfunctions"], endpoint: str) -> Any:
+def aws_client(service: Literal["iam", "lambda", "s3", "stepfunctions"], endpoint: str) -> Any:
     return boto3.client(
         service,
         endpoint_url=endpoint,

@@ -81,6 +81,7 @@ class Job:
         self._lock = threading.RLock()
         self._stop_reason: StopReason | None = None
         self._kill_timer: threading.Timer | None = None
+        self._ended = False
 
     @classmethod
     def start(
@@ -131,9 +132,10 @@ class Job:
 
     def stop(self, reason: StopReason) -> None:
         """SIGTERM the job's group now, SIGKILL it after the grace. Safe from any thread and
-        from a signal handler; the first reason wins."""
+        from a signal handler; the first reason wins. Once the job has ended it does nothing:
+        its process group id may belong to another process by then."""
         with self._lock:
-            if self._stop_reason is not None:
+            if self._stop_reason is not None or self._ended:
                 return
             self._stop_reason = reason
             self._kill_timer = threading.Timer(self._stop_grace_seconds, self._signal_group, (signal.SIGKILL,))
@@ -144,6 +146,7 @@ class Job:
     def wait(self) -> JobEnd:
         returncode = self._process.wait()
         with self._lock:
+            self._ended = True
             if self._kill_timer is not None:
                 self._kill_timer.cancel()
         # The job is over when its main process is: leftovers in its group go too, which

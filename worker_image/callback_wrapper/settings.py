@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .outcome import JobContext
+
 DEFAULT_INPUT_PATH = "/job/input.json"
 # Shorter than `docker stop`'s default 10 s, so the job gets its SIGTERM, its grace and its
 # SIGKILL from the wrapper before docker kills the wrapper itself.
@@ -13,6 +15,10 @@ DEFAULT_STOP_GRACE_SECONDS = 5
 # Plain characters only: the id goes into logs and causes unescaped (see outcome.build_cause).
 _JOB_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _SECONDS = re.compile(r"[0-9]{1,9}")
+# S3's bucket naming rules (3 to 63 chars) and the run-container document's LogGroup pattern:
+# the stack sets both, so a value that breaks them is a deployment error, refused up front.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_LOG_GROUP = re.compile(r"[A-Za-z0-9_./#-]{1,512}")
 
 
 class ConfigError(Exception):
@@ -29,6 +35,12 @@ class Settings:
     stop_grace_seconds: int
     region: str
     endpoint_url: str | None
+    output_bucket: str | None  # where outputs over Step Functions' limit go; None: they fail
+    log_group: str | None  # the job's CloudWatch log group, when the host side logs there
+
+    @property
+    def context(self) -> JobContext:
+        return JobContext(self.job_id, self.output_bucket, self.log_group)
 
     @property
     def heartbeat_interval(self) -> int | None:
@@ -58,7 +70,18 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         stop_grace_seconds=_seconds(env, "STOP_GRACE_SECONDS", DEFAULT_STOP_GRACE_SECONDS),
         region=region,
         endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+        output_bucket=_optional(env, "OUTPUT_BUCKET", _BUCKET),
+        log_group=_optional(env, "JOB_LOG_GROUP", _LOG_GROUP),
     )
+
+
+def _optional(env: Mapping[str, str], name: str, pattern: re.Pattern[str]) -> str | None:
+    raw = env.get(name, "")
+    if not raw:
+        return None
+    if not pattern.fullmatch(raw):
+        raise ConfigError(f"{name} must match {pattern.pattern}, got {raw!r}")
+    return raw
 
 
 def _seconds(env: Mapping[str, str], name: str, default: int) -> int:

@@ -10,6 +10,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .aws import client_options, describe_error
 from .jsonlog import JsonLog
 from .outcome import Failure, Success
 from .settings import Settings
@@ -38,19 +39,7 @@ SIGNAL_CONFIG = Config(
 
 
 def make_client(settings: Settings, config: Config) -> SFNClient:
-    return boto3.client(
-        "stepfunctions",
-        region_name=settings.region,
-        endpoint_url=settings.endpoint_url,
-        config=config,
-    )
-
-
-def _describe(exc: BotoCoreError | ClientError) -> dict[str, str]:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return {"error": error.get("Code", "Unknown"), "message": error.get("Message", "")}
-    return {"error": type(exc).__name__, "message": str(exc)}
+    return boto3.client("stepfunctions", config=config, **client_options(settings))
 
 
 class Heartbeats:
@@ -92,7 +81,7 @@ class Heartbeats:
         try:
             self._client.send_task_heartbeat(taskToken=self._token)
         except (BotoCoreError, ClientError) as exc:
-            details = _describe(exc)
+            details = describe_error(exc)
             if details["error"] in TASK_CLOSED_ERRORS:
                 self._log.warning("task closed: stopping the job", **details)
                 self._on_task_closed()
@@ -110,7 +99,7 @@ def send_signal(client: SFNClient, token: str, signal: Success | Failure, log: J
         else:
             client.send_task_failure(taskToken=token, error=signal.error, cause=signal.cause)
     except (BotoCoreError, ClientError) as exc:
-        details = _describe(exc)
+        details = describe_error(exc)
         if details["error"] in TASK_CLOSED_ERRORS:
             log.info("task already closed: signal not needed", **details)
             return True

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from types import FrameType
 
+from . import outputs
 from .job import Job
 from .jsonlog import JsonLog, LockedStream
 from .outcome import (
@@ -22,6 +23,7 @@ from .outcome import (
     StopReason,
     Success,
     decide,
+    output_not_stored,
 )
 from .settings import ConfigError, Settings, settings_from_env
 from .stepfunctions import HEARTBEAT_CONFIG, SIGNAL_CONFIG, Heartbeats, make_client, send_signal
@@ -67,6 +69,7 @@ def main(args: Sequence[str]) -> int:
     log = JsonLog(stderr, settings.job_id, settings.task_token)
     signal_client = make_client(settings, SIGNAL_CONFIG)
     env = job_environment(os.environ, settings)
+    heartbeats = None
     try:
         job = Job.start(command, env, stdout, stderr, settings.stop_grace_seconds)
     except OSError as exc:
@@ -76,10 +79,19 @@ def main(args: Sequence[str]) -> int:
         end = JobEnd(exit_code, Captured(), Captured(), log_tail=message)
         stop = None
     else:
-        end, stop = _supervise(job, settings, log, command)
+        heartbeats = _start(job, settings, log, command)
+        end, stop = job.wait(), job.stop_reason
 
-    decision = decide(end, settings.job_id, stop)
+    decision = decide(end, settings.context, stop)
     log.info("job ended", exitCode=end.exit_code, stopReason=stop.value if stop else None)
+    if decision.store is not None:
+        # Heartbeats go on meanwhile: a large upload, retried, may outlast the heartbeat timeout.
+        problem = outputs.put_output(outputs.make_client(settings), decision.store, log)
+        if problem is not None:
+            decision = output_not_stored(decision.store, end, settings.context, problem)
+    if heartbeats is not None:
+        # Before the signal: a heartbeat after it would be answered "task closed".
+        heartbeats.stop()
     if decision.signal is None:
         if decision.exit_code == EXIT_KILLED:
             log.warning("job killed by SIGKILL (out of memory?): the host guard signals")
@@ -90,12 +102,9 @@ def main(args: Sequence[str]) -> int:
     return decision.exit_code
 
 
-def _supervise(
-    job: Job,
-    settings: Settings,
-    log: JsonLog,
-    command: Sequence[str],
-) -> tuple[JobEnd, StopReason | None]:
+def _start(job: Job, settings: Settings, log: JsonLog, command: Sequence[str]) -> Heartbeats | None:
+    """Route SIGTERM/SIGINT to the job and start the heartbeats (None: the task has none)."""
+
     def terminate(signum: int, frame: FrameType | None) -> None:
         job.stop(StopReason.TERMINATED)
 
@@ -114,7 +123,4 @@ def _supervise(
             on_task_closed=lambda: job.stop(StopReason.TASK_CLOSED),
         )
         heartbeats.start()
-    end = job.wait()
-    if heartbeats is not None:
-        heartbeats.stop()
-    return end, job.stop_reason
+    return heartbeats

@@ -8,6 +8,8 @@ Test switches, applied in this order:
   {"freeze": true}     stop the wrapper and this job (SIGSTOP), as a hung host would:
                        heartbeats stop and Step Functions times the task out
   {"exitCode": n}      log a line and exit with code n (non-zero: Job.Failed)
+  {"outputBytes": n}   add "filler", n bytes of text, to the output (over 256 KiB, the output
+                       goes to the output bucket and the task output points to it)
 
     python -m callback_wrapper --job examples.checksum:run
 """
@@ -45,4 +47,8 @@ def run(job_input: dict[str, Any]) -> dict[str, Any]:
     if exit_code:
         print(f"checksum: exiting with code {exit_code} as the input asks", file=sys.stderr)
         sys.exit(exit_code)
-    return {"input": _digest(compact), "file": _digest(raw), "heldMiB": len(held)}
+    output: dict[str, Any] = {"input": _digest(compact), "file": _digest(raw), "heldMiB": len(held)}
+    filler_bytes = int(job_input.get("outputBytes", 0))
+    if filler_bytes:
+        output["filler"] = "x" * filler_bytes
+    return output

@@ -1,0 +1,1 @@
+"""Security gates: scanners, least privilege, hostile input, the token kept secret."""
