@@ -74,7 +74,9 @@ def main(argv: list[str]) -> None:
     for name, (_, add_arguments, _) in BENCHES.items():
         defaults = argparse.ArgumentParser()
         add_arguments(defaults)
-        run_one(name, argparse.Namespace(**vars(defaults.parse_args([])), state_dir=args.state_dir, results=args.results))
+        run_one(
+            name, argparse.Namespace(**vars(defaults.parse_args([])), state_dir=args.state_dir, results=args.results)
+        )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,11 @@ def _start_all(
                 # The fixture picks no instance itself: spread its jobs over the pool as dispatch does.
                 instance = instances[(len(started) + interval) % len(instances)]
                 plan.append(
-                    (f"polling every {interval} s", polling_arn, fixtures.polling_input(image, instance, duration, interval))
+                    (
+                        f"polling every {interval} s",
+                        polling_arn,
+                        fixtures.polling_input(image, instance, duration, interval),
+                    )
                 )
             for variant, machine, request in plan:
                 # moto's engine needs an explicit name (PLATFORM-NOTES.md).
@@ -94,7 +98,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
             polls = median(figures.polls for figures in ok)
             # The AWS design of the polling loop has a Lambda "send command" and one "check status" per poll.
             lambdas = median(figures.lambda_invocations for figures in ok) if variant == "callback" else 1 + polls
-            entry = {
+            entry: dict[str, Any] = {
                 "variant": variant,
                 "durationSeconds": duration,
                 "jobs": len(group),
@@ -158,9 +162,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         pricing.cost_table(callback_structure, polling_structure, COST_INTERVALS),
         "",
         "Longest job a polling execution can follow before its history reaches 25,000 events: "
-        + ", ".join(
-            f"every {n} s: {pricing.longest_job_hours(polling_structure, n):.1f} h" for n in COST_INTERVALS
-        ),
+        + ", ".join(f"every {n} s: {pricing.longest_job_hours(polling_structure, n):.1f} h" for n in COST_INTERVALS),
     ]
     results = {
         "parameters": {

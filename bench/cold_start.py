@@ -4,12 +4,13 @@ Cold: a fresh interpreter per sample (round-robin across the variants, so load h
 times its own import with perf_counter and reports it; the parent also times the whole process.
 `-X importtime` then says which packages the dispatch module adds over boto3.
 
-Warm: a worker process imports the handler and calls it with botocore's Stubber on its two
-clients: each call includes the handler's validation and bookkeeping, Powertools (Logger with
-the Lambda context, Metrics flushing EMF to stdout) and botocore's endpoint resolution,
-parameter validation and serialisation of its four AWS calls; it excludes signing, HTTP, the
-services' own time and response parsing. Tracing is off in the worker: X-Ray needs the segment
-Lambda opens.
+Warm: a worker process records what one warm handler call asks AWS (moto in-process) and then
+replays those answers with botocore's Stubber for every timed call. A timed call includes the
+handler's validation and bookkeeping, Powertools (Logger with the Lambda context, Metrics
+flushing EMF to stdout) and botocore's endpoint resolution, parameter validation and
+serialisation of each AWS call; it excludes signing, HTTP, the services' own time and response
+parsing. The same AWS calls made directly, stubbed alike, are timed beside it. Tracing is off
+in the worker: X-Ray needs the segment Lambda opens.
 
 Python is this machine's (the venv's), not Lambda's python3.13 on arm64: compare ratios, not
 absolute times.
@@ -18,6 +19,7 @@ absolute times.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import re
@@ -25,9 +27,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import boto3
 
 from bench.common import median, millis, percentile, ratio, table
 from local_stack.client import CREDENTIALS
@@ -36,15 +42,8 @@ from local_stack.template import ROOT, Stack
 
 FUNCTION = "DispatchFunction"
 SAMPLE_EVENT = ROOT / "events" / "dispatch" / "checksum.json"
-# label → (statement, deployed tracing?)
-VARIANTS: dict[str, tuple[str, bool]] = {
-    "python, no import": ("pass", False),
-    "import boto3": ("import boto3", False),
-    "import boto3 + its two clients": ("import boto3; boto3.client('ssm'); boto3.client('dynamodb')", False),
-    "import dispatch.app, tracing off": ("import dispatch.app", False),
-    "import dispatch.app, as deployed (Tracer on)": ("import dispatch.app", True),
-}
 BASELINE = "import boto3"
+WARMUP_CALLS = 20
 IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")
 
 
@@ -76,10 +75,51 @@ def function_env(tracing: bool) -> dict[str, str]:
         }
     )
     if tracing:
-        env.update({"AWS_LAMBDA_FUNCTION_NAME": stack.physical_name(FUNCTION), "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR"})
+        env.update(
+            {"AWS_LAMBDA_FUNCTION_NAME": stack.physical_name(FUNCTION), "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR"}
+        )
     else:
         env["POWERTOOLS_TRACE_DISABLED"] = "true"
     return env
+
+
+def _variants(services: list[str]) -> dict[str, tuple[str, bool]]:
+    """label → (statement, tracing as deployed?), for the clients dispatch.app creates."""
+    clients = "; ".join(f"boto3.client({service!r})" for service in services)
+    return {
+        "python, no import": ("pass", False),
+        "import boto3": ("import boto3", False),
+        f"import boto3 + its clients ({', '.join(services)})": (f"import boto3; {clients}", False),
+        "import dispatch.app, tracing off": ("import dispatch.app", False),
+        "import dispatch.app, as deployed (Tracer on)": ("import dispatch.app", True),
+    }
+
+
+def _dispatch_clients() -> list[str]:
+    """The services of the clients dispatch.app creates at import, in order."""
+    code = (
+        "import dispatch.app as app; from botocore.client import BaseClient; "
+        "print(' '.join(v.meta.service_model.service_name for v in vars(app).values() if isinstance(v, BaseClient)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=function_env(tracing=False), capture_output=True, text=True, check=True
+    )
+    return done.stdout.split()
+
+
+def _client_times(services: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Seconds to create each client after `import boto3`; the first client made also pays the
+    session's one-time setup, so a small one (sts) is made first and reported as that."""
+    code = (
+        "import json, time, boto3\n"
+        "times = {}\n"
+        f"for service in {['sts', *services]!r}:\n"
+        "    began = time.perf_counter(); boto3.client(service); times[service] = time.perf_counter() - began\n"
+        "print(json.dumps(times))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    times: dict[str, float] = json.loads(done.stdout)
+    return times
 
 
 def _timed_import(statement: str, env: dict[str, str]) -> tuple[float, float]:
@@ -140,11 +180,16 @@ def _warm(calls: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    envs = {label: function_env(tracing) for label, (_, tracing) in VARIANTS.items()}
-    samples: dict[str, list[tuple[float, float]]] = {label: [] for label in VARIANTS}
+    services = _dispatch_clients()
+    variants = _variants(services)
+    envs = {label: function_env(tracing) for label, (_, tracing) in variants.items()}
+    samples: dict[str, list[tuple[float, float]]] = {label: [] for label in variants}
+    client_samples: list[dict[str, float]] = []
     for _ in range(args.samples):
-        for label, (statement, _) in VARIANTS.items():
+        for label, (statement, _) in variants.items():
             samples[label].append(_timed_import(statement, envs[label]))
+        client_samples.append(_client_times(services, envs[BASELINE]))
+    clients = {service: median(sample[service] for sample in client_samples) for service in client_samples[0]}
     base_import = median(imported for imported, _ in samples[BASELINE])
     base_process = median(process for _, process in samples[BASELINE])
     summary, rows = [], []
@@ -166,40 +211,55 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     report = [
         table(["fresh process", "import, median", "vs import boto3", "process wall, median", "vs boto3 process"], rows),
         "",
-        "What `import dispatch.app` (as deployed) adds over `import boto3`, self time by package (median of 5, -X importtime):",
+        "What `import dispatch.app` (as deployed) adds over `import boto3`: self time by package, "
+        "median of 5 runs of -X importtime",
         "",
         table(
             ["package", "dispatch.app", "import boto3", "added"],
             [
-                [row["package"], millis(row["dispatchSeconds"]), millis(row["boto3Seconds"]), millis(row["addedSeconds"])]
+                [
+                    row["package"],
+                    millis(row["dispatchSeconds"]),
+                    millis(row["boto3Seconds"]),
+                    millis(row["addedSeconds"]),
+                ]
                 for row in breakdown[:10]
             ],
         ),
+        "",
+        table(
+            ["client creation after `import boto3`, median", *clients],
+            [["seconds", *(millis(value) for value in clients.values())]],
+        ),
+        "(sts is made first and pays the session's one-time setup: endpoints, partitions)",
         "",
         table(
             ["warm handler, per call", "p50", "p99", "mean"],
             [
                 [
                     f"lambda_handler, {warm['calls']} calls (stubbed AWS)",
-                    millis(warm["handler"]["p50"]),
-                    millis(warm["handler"]["p99"]),
-                    millis(warm["handler"]["mean"]),
+                    millis(warm["handler"]["p50"], 2),
+                    millis(warm["handler"]["p99"], 2),
+                    millis(warm["handler"]["mean"], 2),
                 ],
                 [
-                    "its 4 stubbed AWS calls alone",
-                    millis(warm["awsCalls"]["p50"]),
-                    millis(warm["awsCalls"]["p99"]),
-                    millis(warm["awsCalls"]["mean"]),
+                    f"its {len(warm['awsCallsPerInvocation'])} AWS calls alone (stubbed)",
+                    millis(warm["awsCalls"]["p50"], 2),
+                    millis(warm["awsCalls"]["p99"], 2),
+                    millis(warm["awsCalls"]["mean"], 2),
                 ],
             ],
         ),
         "",
-        f"First call after the import (catalog read, operation models loaded): {millis(warm['firstCallSeconds'])}",
+        "AWS calls per warm invocation: " + ", ".join(warm["awsCallsPerInvocation"]),
+        f"First call after the import, AWS emulated in-process by moto (catalog read, operation models loaded): "
+        f"{millis(warm['firstCallSeconds'])}",
     ]
     results = {
         "parameters": {"samples": args.samples, "calls": args.calls},
         "summary": summary,
         "importBreakdown": breakdown,
+        "clientCreationSeconds": clients,
         "warm": warm,
         "samples": samples,
     }
@@ -211,71 +271,131 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {"p50": percentile(values, 50), "p99": percentile(values, 99), "mean": sum(values) / len(values)}
 
 
-def _warm_worker(calls: int, out: Path) -> None:
-    from botocore.stub import Stubber
+Call = tuple[Any, str, dict[str, Any], dict[str, Any]]  # client, method, params, response
 
+
+def _without_empty(value: Any) -> Any:
+    """moto answers some fields with "" where AWS leaves them out; Stubber checks lengths."""
+    if isinstance(value, dict):
+        return {key: _without_empty(item) for key, item in value.items() if item != ""}
+    if isinstance(value, list):
+        return [_without_empty(item) for item in value]
+    return value
+
+
+def _record(clients: list[Any], calls: list[Call]) -> Callable[[], None]:
+    """Record every call the clients make (method, parameters, parsed response) until the
+    returned function is called."""
+    hooks: list[tuple[Any, str, Callable[..., None]]] = []
+    for client in clients:
+        methods = {api: method for method, api in client.meta.method_to_api_mapping.items()}
+        pending: list[dict[str, Any]] = []
+
+        def parameters(params: dict[str, Any], pending: list[dict[str, Any]] = pending, **_: Any) -> None:
+            pending.append(copy.deepcopy(params))
+
+        def response(
+            parsed: dict[str, Any],
+            model: Any,
+            client: Any = client,
+            methods: dict[str, str] = methods,
+            pending: list[dict[str, Any]] = pending,
+            **_: Any,
+        ) -> None:
+            answer = _without_empty({key: value for key, value in parsed.items() if key != "ResponseMetadata"})
+            calls.append((client, methods[model.name], pending.pop(0), answer))
+
+        hooks += [(client, "before-parameter-build", parameters), (client, "after-call", response)]
+    for client, event, hook in hooks:
+        client.meta.events.register(event, hook)
+
+    def stop() -> None:
+        for client, event, hook in hooks:
+            client.meta.events.unregister(event, hook)
+
+    return stop
+
+
+def _warm_worker(calls: int, out: Path) -> None:
+    """Record what one warm call of the handler asks AWS and gets back (AWS emulated in-process by
+    moto, as the unit tests do), then replay it with botocore's Stubber for every timed call. The
+    replay follows the handler's code whatever calls it makes, so it needs no update when the
+    dispatch function changes."""
+    from botocore.client import BaseClient
+    from botocore.stub import Stubber
+    from moto import mock_aws
+
+    from local_stack import moto_fixes, resources
     from local_stack.lambda_runtime import Context
 
-    import dispatch.app as app
-
     stack = Stack()
-    event = json.loads(SAMPLE_EVENT.read_text(encoding="utf-8"))
-    catalog_entry = stack.properties("ChecksumJobType")
-    ssm, dynamodb = Stubber(app.ssm), Stubber(app.dynamodb)
-    ssm.add_response(
-        "get_parameter",
-        {"Parameter": {"Name": catalog_entry["Name"], "Type": "String", "Value": catalog_entry["Value"]}},
-    )
-    warmup = 20
+    with mock_aws():
+        moto_fixes.apply()
+        session = boto3.Session()
+        dynamodb, ssm, ec2 = (session.client(name) for name in ("dynamodb", "ssm", "ec2"))
+        resources.create_tables(dynamodb, stack)
+        resources.create_documents(ssm, stack)
+        resources.put_catalog(ssm, stack)
+        resources.create_instances(ec2, stack, 2)
 
-    def queue(count: int) -> None:
-        for _ in range(count):
-            ssm.add_response(
-                "describe_instance_information",
-                {"InstanceInformationList": [{"InstanceId": "i-0123456789abcdef0", "PingStatus": "Online"}]},
+        import dispatch.app as app
+
+        clients = [value for value in vars(app).values() if isinstance(value, BaseClient)]
+
+        def event() -> dict[str, Any]:
+            fresh: dict[str, Any] = json.loads(SAMPLE_EVENT.read_text(encoding="utf-8"))
+            fresh["executionArn"] += f"-{uuid.uuid4().hex[:8]}"
+            return fresh
+
+        def context() -> Context:
+            return Context(
+                function_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "dispatch"),
+                memory_limit_in_mb=256,
+                invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:dispatch",
+                aws_request_id=str(uuid.uuid4()),
+                deadline=time.monotonic() + 30,
             )
-            dynamodb.add_response("put_item", {})
-            ssm.add_response("send_command", {"Command": {"CommandId": "0b2e0c6e-1c7d-4a43-9a6f-0d1e2f3a4b5c"}})
-            dynamodb.add_response("update_item", {})
 
-    queue(1 + warmup + calls)
-    ssm.activate()
-    dynamodb.activate()
-
-    def context() -> Context:
-        return Context(
-            function_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "dispatch"),
-            memory_limit_in_mb=256,
-            invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:dispatch",
-            aws_request_id="bench",
-            deadline=time.monotonic() + 30,
-        )
-
-    began = time.perf_counter()
-    app.lambda_handler(event, context())  # type: ignore[arg-type]
-    first_call = time.perf_counter() - began
-    for _ in range(warmup):
-        app.lambda_handler(event, context())  # type: ignore[arg-type]
-    handler_times = []
-    for _ in range(calls):
         began = time.perf_counter()
-        app.lambda_handler(event, context())  # type: ignore[arg-type]
-        handler_times.append(time.perf_counter() - began)
+        app.lambda_handler(event(), context())
+        first_call = time.perf_counter() - began  # the catalog read and the models' loading included
+        recorded: list[Call] = []
+        stop_recording = _record(clients, recorded)
+        warm_event = event()
+        app.lambda_handler(warm_event, context())
+        stop_recording()
 
-    # The same four stubbed calls without the handler: botocore's share of the above.
-    queue(calls)
-    aws_times = []
-    for _ in range(calls):
-        began = time.perf_counter()
-        app.ssm.describe_instance_information(Filters=[{"Key": "PingStatus", "Values": ["Online"]}])
-        app.dynamodb.put_item(TableName="t", Item={"jobId": {"S": "job-0"}})
-        app.ssm.send_command(InstanceIds=["i-0123456789abcdef0"], DocumentName="d")
-        app.dynamodb.update_item(TableName="t", Key={"jobId": {"S": "job-0"}})
-        aws_times.append(time.perf_counter() - began)
+        stubbers = {id(client): Stubber(client) for client in clients}
+        for stubber in stubbers.values():
+            stubber.activate()
+
+        def queue() -> None:
+            # No expected parameters: the job record's timestamps differ from call to call.
+            for client, method, _, answer in recorded:
+                stubbers[id(client)].add_response(method, answer)
+
+        handler_times, aws_times = [], []
+        for index in range(WARMUP_CALLS + calls):
+            queue()
+            began = time.perf_counter()
+            app.lambda_handler(warm_event, context())
+            if index >= WARMUP_CALLS:
+                handler_times.append(time.perf_counter() - began)
+        # The same calls, made directly: botocore's share of the handler's time.
+        for index in range(WARMUP_CALLS + calls):
+            queue()
+            began = time.perf_counter()
+            for client, method, params, _ in recorded:
+                getattr(client, method)(**params)
+            if index >= WARMUP_CALLS:
+                aws_times.append(time.perf_counter() - began)
     out.write_text(
         json.dumps(
             {
                 "calls": calls,
+                "awsCallsPerInvocation": [
+                    f"{client.meta.service_model.service_name}.{method}" for client, method, _, _ in recorded
+                ],
                 "firstCallSeconds": first_call,
                 "handler": _stats(handler_times),
                 "awsCalls": _stats(aws_times),

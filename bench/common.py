@@ -17,11 +17,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from local_stack.__main__ import alive, down, read_state, up
 from local_stack.client import LocalStackClient
 from local_stack.images import engine_available
+from local_stack.resources import create_table
+from local_stack.template import Stack
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -48,8 +50,8 @@ def seconds(value: float, digits: int = 2) -> str:
     return "n/a" if math.isnan(value) else f"{value:.{digits}f} s"
 
 
-def millis(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value * 1000:.0f} ms"
+def millis(value: float, digits: int = 0) -> str:
+    return "n/a" if math.isnan(value) else f"{value * 1000:.{digits}f} ms"
 
 
 def ratio(numerator: float, denominator: float) -> float:
@@ -112,9 +114,23 @@ def local_stack(state_dir: Path | None, instances: int, slots: int | None = None
     directory = state_dir or Path(tempfile.mkdtemp(prefix="run-job-bench-"))
     state = up(directory, instances, slots)
     try:
-        yield LocalStackClient(state)
+        stack = LocalStackClient(state)
+        _create_missing_tables(stack)
+        yield stack
     finally:
         down(directory)
+
+
+def _create_missing_tables(stack: LocalStackClient) -> None:
+    """Create any table template.yaml declares that the local stack did not (the slot table,
+    while the local stack only creates the job table): a no-op once it creates them all."""
+    dynamodb = stack.client("dynamodb")
+    template = Stack(region=stack.state["region"])
+    existing = set(dynamodb.list_tables()["TableNames"])
+    for logical_id, resource in template.resources.items():
+        if resource["Type"] == "AWS::DynamoDB::Table" and template.physical_name(logical_id) not in existing:
+            print(f"bench: the local stack lacks {logical_id}: creating it", file=sys.stderr)
+            create_table(dynamodb, template, logical_id)
 
 
 def epoch(value: datetime | str) -> float:
@@ -190,9 +206,15 @@ def _stat_fields(pid: int) -> list[str] | None:
     return text[text.rindex(")") + 2 :].split()
 
 
-def _process_table() -> dict[int, tuple[int, str, float]]:
-    """pid → (parent pid, command name, CPU seconds of it and of its reaped children)."""
-    table: dict[int, tuple[int, str, float]] = {}
+class Process(NamedTuple):
+    parent: int
+    name: str
+    own: float  # CPU seconds of the process itself (utime + stime)
+    reaped: float  # of its children it waited for (cutime + cstime)
+
+
+def _process_table() -> dict[int, Process]:
+    table: dict[int, Process] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -204,32 +226,45 @@ def _process_table() -> dict[int, tuple[int, str, float]]:
         except OSError:
             continue
         # Fields 14-17 of /proc/PID/stat (utime, stime, cutime, cstime), here from index 11.
-        ticks = sum(int(value) for value in fields[11:15])
-        table[int(entry.name)] = (int(fields[1]), name, ticks / CLOCK_TICKS)
+        utime, stime, cutime, cstime = (int(value) / CLOCK_TICKS for value in fields[11:15])
+        table[int(entry.name)] = Process(int(fields[1]), name, utime + stime, cutime + cstime)
     return table
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """CPU seconds used by a process and all its descendants, living or reaped.
-
-    A reaped child's time is in its parent's cutime/cstime and it is gone from /proc, so summing
-    every living process of the tree counts each second once.
-    """
-    table = _process_table()
+def _descendants(table: dict[int, Process], root: int) -> list[int]:
     children: dict[int, list[int]] = {}
-    for pid, (parent, _, _) in table.items():
-        children.setdefault(parent, []).append(pid)
-    total, stack = 0.0, [root]
+    for pid, process in table.items():
+        children.setdefault(process.parent, []).append(pid)
+    found, stack = [], list(children.get(root, []))
     while stack:
         pid = stack.pop()
-        if pid in table:
-            total += table[pid][2]
+        found.append(pid)
         stack += children.get(pid, [])
-    return total
+    return found
+
+
+def local_stack_cpu_seconds(server_pid: int) -> dict[str, float]:
+    """CPU seconds of the local stack's server process tree, living or reaped, by part.
+
+    A reaped child's time is in its parent's cutime/cstime and it is gone from /proc, so summing
+    the living processes and the reaped times counts each second once. The server reaps the
+    host side's scripts (the local agent waits for them); the functions' workers live on.
+    """
+    table = _process_table()
+    server = table.get(server_pid)
+    if server is None:
+        return {"server": math.nan, "hostSide": math.nan, "functions": math.nan}
+    parts = {"server": server.own, "hostSide": server.reaped, "functions": 0.0}
+    for child in (pid for pid, process in table.items() if process.parent == server_pid):
+        tree = [child, *_descendants(table, child)]
+        used = sum(table[pid].own + table[pid].reaped for pid in tree)
+        # The agent runs each script with bash; the other children are the functions' workers.
+        parts["hostSide" if table[child].name == "bash" else "functions"] += used
+    return parts
 
 
 def named_cpu_seconds(names: Sequence[str]) -> float:
-    return sum(cpu for _, name, cpu in _process_table().values() if name in names)
+    return sum(process.own + process.reaped for process in _process_table().values() if process.name in names)
 
 
 def machine_busy_seconds() -> float:
@@ -258,8 +293,8 @@ class CpuMeter:
 
     def _read(self) -> dict[str, float]:
         return {
-            # moto, the dispatch function's workers, the local agent and every script it ran
-            "localStack": tree_cpu_seconds(self.server_pid),
+            # moto and the agent (server), the scripts the agent ran (hostSide), dispatch and reaper
+            **local_stack_cpu_seconds(self.server_pid),
             "containers": containers_cpu_seconds(),
             "dockerEngine": named_cpu_seconds(("dockerd", "containerd")),
             "benchClient": time.process_time(),

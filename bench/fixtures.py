@@ -89,7 +89,11 @@ def _bare_run_document() -> dict[str, Any]:
         "schemaVersion": "2.2",
         "description": "Benchmark fixture: a bare docker run of the worker image (bench/bare_run.sh).",
         "parameters": {
-            "Image": {"type": "String", "allowedPattern": "^[a-z0-9][a-z0-9._/:@-]{0,511}$", "interpolationType": "ENV_VAR"},
+            "Image": {
+                "type": "String",
+                "allowedPattern": "^[a-z0-9][a-z0-9._/:@-]{0,511}$",
+                "interpolationType": "ENV_VAR",
+            },
             "Code": {"type": "String", "allowedPattern": "^[\\s\\S]{1,4096}$", "interpolationType": "ENV_VAR"},
             "Input": {"type": "String", "allowedPattern": "^\\{[\\s\\S]{0,65534}\\}$", "interpolationType": "ENV_VAR"},
             "RunId": {"type": "String", "allowedPattern": "^[A-Za-z0-9_-]{1,80}$", "interpolationType": "ENV_VAR"},
@@ -107,7 +111,9 @@ def _bare_run_document() -> dict[str, Any]:
 def deploy_polling(stack: LocalStackClient) -> str:
     """Create the polling fixture's document and state machine (once); return its ARN."""
     ssm, sfn, iam = stack.client("ssm"), stack.client("stepfunctions"), stack.client("iam")
-    if DOCUMENT_NAME not in {d["Name"] for d in ssm.list_documents(Filters=[{"Key": "Owner", "Values": ["Self"]}])["DocumentIdentifiers"]}:
+    if DOCUMENT_NAME not in {
+        d["Name"] for d in ssm.list_documents(Filters=[{"Key": "Owner", "Values": ["Self"]}])["DocumentIdentifiers"]
+    }:
         ssm.create_document(
             Name=DOCUMENT_NAME,
             Content=json.dumps(_bare_run_document()),

@@ -4,7 +4,9 @@ moto records SSM commands but never checks or runs them (and sends an untargeted
 to every instance), and lacks DescribeInstanceInformation, ListCommandInvocations and
 CancelCommand; its SendTaskFailure drops the cause; its StopExecution leaves a callback Task
 waiting; its Retry attempts reuse the first attempt's task token; its `states:startExecution`
-integration passes AWS's parameter names to boto3 unchanged and returns boto3's. These patches add AWS's
+integration passes AWS's parameter names to boto3 unchanged and returns boto3's; its DynamoDB
+evaluates a write's condition and applies the write without a lock, so two concurrent
+conditional writes can both pass (DynamoDB applies each atomically). These patches add AWS's
 behaviour as AWS documents it, and hand accepted commands to the local agent
 (local_stack/agent.py) when one is registered. `apply()` is idempotent; the unit tests and
 the local stack call it before using moto.
@@ -12,13 +14,17 @@ the local stack call it before using moto.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import yaml
 from moto.core.responses import ActionResult, EmptyResult
+from moto.dynamodb.models import DynamoDBBackend
 from moto.ec2.models import ec2_backends
 from moto.ssm.exceptions import SSMException
 from moto.ssm.models import Command, SimpleSystemManagerBackend
@@ -184,10 +190,13 @@ def _cancel_command(self: SimpleSystemManagerResponse) -> ActionResult:
 
 
 def _send_task_failure(self: StepFunctionResponse) -> ActionResult:
-    # moto's response drops `cause`; its backend accepts it.
-    self.stepfunction_backend.send_task_failure(  # type: ignore[call-arg]
-        self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
-    )
+    # moto's response drops `cause`; its executing backend accepts it (the plain one, used when
+    # executions do not run, takes none).
+    backend = self.stepfunction_backend
+    details = {"error": self._get_param("error"), "cause": self._get_param("cause")}
+    if "cause" not in inspect.signature(backend.send_task_failure).parameters:
+        del details["cause"]
+    backend.send_task_failure(self._get_param("taskToken"), **details)
     return EmptyResult()
 
 
@@ -262,6 +271,21 @@ def _sfn_response(self: StateTaskServiceSfn, response: Any, *args: Any, **kwargs
         response.update(shaped)
 
 
+# One lock for every DynamoDB write: a condition and the write it guards happen as one step, as
+# on DynamoDB (the slot table's conditional takes rely on it). Writes are fast; one lock suffices.
+_dynamodb_writes = threading.Lock()
+DYNAMODB_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
+
+
+def _atomic(write: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(write)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with _dynamodb_writes:
+            return write(*args, **kwargs)
+
+    return locked
+
+
 def apply() -> None:
     global _applied
     if _applied:
@@ -277,4 +301,6 @@ def apply() -> None:
     BaseExecutionWorkerCommunication._reflect_execution_status = _reflect_execution_status  # type: ignore[method-assign]
     StateTaskServiceSfn._normalise_parameters = _sfn_parameters  # type: ignore[method-assign]
     StateTaskServiceSfn._normalise_response = _sfn_response  # type: ignore[method-assign]
+    for name in DYNAMODB_WRITES:
+        setattr(DynamoDBBackend, name, _atomic(getattr(DynamoDBBackend, name)))
     _applied = True

@@ -29,18 +29,33 @@ LOCAL_FUNCTION_ENVIRONMENT = {
 }
 
 
-def create_job_table(dynamodb: Any, stack: Stack) -> str:
-    props = stack.properties("JobTable")
-    name = stack.physical_name("JobTable")
+def create_table(dynamodb: Any, stack: Stack, logical_id: str) -> str:
+    props = stack.properties(logical_id)
+    name = stack.physical_name(logical_id)
+    indexes = {"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]} if "GlobalSecondaryIndexes" in props else {}
     dynamodb.create_table(
         TableName=name,
         BillingMode=props["BillingMode"],
         AttributeDefinitions=props["AttributeDefinitions"],
         KeySchema=props["KeySchema"],
-        GlobalSecondaryIndexes=props.get("GlobalSecondaryIndexes", []),
+        **indexes,
     )
-    dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"])
+    if "TimeToLiveSpecification" in props:
+        dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"])
     return name
+
+
+def create_job_table(dynamodb: Any, stack: Stack) -> str:
+    return create_table(dynamodb, stack, "JobTable")
+
+
+def create_tables(dynamodb: Any, stack: Stack) -> dict[str, str]:
+    """Every DynamoDB table of the template (the job table, the slot table), logical id → name."""
+    return {
+        logical_id: create_table(dynamodb, stack, logical_id)
+        for logical_id, resource in stack.resources.items()
+        if resource["Type"] == "AWS::DynamoDB::Table"
+    }
 
 
 def create_bucket(s3: Any, stack: Stack, logical_id: str = "OutputBucket") -> str:

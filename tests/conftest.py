@@ -89,6 +89,7 @@ class Deployment:
 
     stack: Stack
     job_table: str
+    slot_table: str
     documents: dict[str, str]  # logical id -> document name
     catalog: list[str]  # parameter names of the job type catalog
     instance_ids: list[str]  # worker instances carrying the pool tag
@@ -106,9 +107,11 @@ def deployment(aws: None, stack: Stack, boto_session: boto3.Session) -> Deployme
     ssm = boto_session.client("ssm")
     dynamodb = boto_session.client("dynamodb")
     ec2 = boto_session.client("ec2")
+    tables = resources.create_tables(dynamodb, stack)
     return Deployment(
         stack=stack,
-        job_table=resources.create_job_table(dynamodb, stack),
+        job_table=tables["JobTable"],
+        slot_table=tables["SlotTable"],
         documents=resources.create_documents(ssm, stack),
         catalog=resources.put_catalog(ssm, stack),
         instance_ids=resources.create_instances(ec2, stack, POOL_SIZE),

@@ -40,6 +40,7 @@ RESERVED_ENV = frozenset(
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
         "OUTPUT_BUCKET",
+        "JOB_LOG_GROUP",
     }
 )
 # The host side exports job variables to the docker CLI itself: names that steer it are refused.

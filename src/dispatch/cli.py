@@ -58,9 +58,7 @@ def _write(ssm: Any, path: str, name: str, entry: dict[str, Any]) -> None:
         parse_job_type(name, entry)
     except CatalogError as exc:
         raise Refused(f"{name}: {exc}; nothing written") from None
-    ssm.put_parameter(
-        Name=path + name, Type="String", Value=json.dumps(entry, separators=(",", ":")), Overwrite=True
-    )
+    ssm.put_parameter(Name=path + name, Type="String", Value=json.dumps(entry, separators=(",", ":")), Overwrite=True)
 
 
 def list_job_types(ssm: Any, path: str) -> list[str]:

@@ -49,7 +49,7 @@ IMAGE_REF = re.compile(
 )
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 RESERVED_ENV = {
-    "TASK_TOKEN", "JOB_ID", "JOB_INPUT_PATH", "JOB_OUTPUT_DIR", "HEARTBEAT_SECONDS",
+    "TASK_TOKEN", "JOB_ID", "JOB_INPUT_PATH", "JOB_OUTPUT_DIR", "HEARTBEAT_SECONDS", "JOB_LOG_GROUP",
     "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
 }
@@ -638,6 +638,7 @@ if [[ $log_driver == awslogs ]]; then
   run_args+=(
     --log-opt "awslogs-group=$log_group" --log-opt "awslogs-stream=$job_id"
     --log-opt "awslogs-region=$region"
+    --env JOB_LOG_GROUP  # the wrapper names where the full log is in a failure's cause
   )
 fi
 run_args+=(
@@ -666,7 +667,8 @@ start_container() {  # values reach docker only through its environment, never i
       export "${env_pairs[i]}=${env_pairs[i + 1]}"
     done
     export TASK_TOKEN="$token" JOB_ID="$job_id" JOB_INPUT_PATH=/job/input.json JOB_OUTPUT_DIR=/job/out \
-      HEARTBEAT_SECONDS="${job[heartbeatSeconds]}" AWS_REGION="$region" AWS_DEFAULT_REGION="$region"
+      HEARTBEAT_SECONDS="${job[heartbeatSeconds]}" AWS_REGION="$region" AWS_DEFAULT_REGION="$region" \
+      JOB_LOG_GROUP="$log_group"
     exec "$docker_bin" "${run_args[@]}"
   )
 }

@@ -152,9 +152,7 @@ def command_ended(
     return error if fail_task(sfn, job, error, cause) else None
 
 
-def host_lost(
-    dynamodb: Any, sfn: Any, settings: Settings, instance_id: str, why: str, gone: bool = True
-) -> list[str]:
+def host_lost(dynamodb: Any, sfn: Any, settings: Settings, instance_id: str, why: str, gone: bool = True) -> list[str]:
     """Every open job on the instance fails with Job.HostLost (retried on another instance).
     When the instance is `gone` (not merely warned of an interruption), its slots are freed:
     its containers went with it."""

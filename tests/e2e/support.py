@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from local_stack.client import LocalStackClient
+from local_stack.client import LocalStackClient, wait_until
 from local_stack.images import WORKER_TAG
 
 
@@ -46,3 +46,18 @@ def derived_image(tag: str, dockerfile: str, workdir: Path) -> str:
         stdout=subprocess.DEVNULL,
     )
     return tag
+
+
+def running_job(stack: LocalStackClient, execution_arn: str, timeout: float = 60) -> dict[str, Any]:
+    """The execution's job, once its container runs."""
+    found: list[dict[str, Any]] = []
+
+    def started() -> bool:
+        ids = stack.job_ids(execution_arn)
+        if ids and containers(ids[-1]):
+            found.append(stack.job(ids[-1]))
+            return True
+        return False
+
+    assert wait_until(started, timeout), "the job's container never started"
+    return found[-1]

@@ -5,25 +5,9 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any
 
 from local_stack.client import LocalStackClient, wait_until
-from tests.e2e.support import containers, job_status
-
-
-def running_job(stack: LocalStackClient, execution_arn: str, timeout: float = 60) -> dict[str, Any]:
-    """The execution's job, once its container runs."""
-    found: list[dict[str, Any]] = []
-
-    def started() -> bool:
-        ids = stack.job_ids(execution_arn)
-        if ids and containers(ids[-1]):
-            found.append(stack.job(ids[-1]))
-            return True
-        return False
-
-    assert wait_until(started, timeout), "the job's container never started"
-    return found[-1]
+from tests.e2e.support import containers, job_status, running_job
 
 
 def set_hung(stack: LocalStackClient, hung: bool) -> None:

@@ -78,6 +78,8 @@ BASE_ENV = [
                 f"awslogs-stream={JOB_ID}",
                 "--log-opt",
                 "awslogs-region=eu-west-1",
+                "--env",
+                "JOB_LOG_GROUP",
             ],
         ),
         ("json-file", True, ["--read-only", "--tmpfs", "/tmp", "--network", "host", "--log-driver", "json-file"]),

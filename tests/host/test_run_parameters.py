@@ -70,7 +70,7 @@ def test_every_bad_parameter_is_reported_at_once(host: Host) -> None:
 def test_a_pasted_parameter_is_not_executed(host: Host) -> None:
     """An old agent pastes values instead of exporting them; a value is still only ever data."""
     marker = host.dir / "pwned"
-    result = host.run(params={"LogGroup": f"$(touch {marker})", "JobTable": f"`touch {marker}`"})
+    result = host.run(params={"LogGroup": f"$(mkdir {marker})", "JobTable": f"`mkdir {marker}`"})
 
     assert result.rc == 2
     assert not marker.exists()

@@ -75,11 +75,11 @@ def test_a_record_without_a_usable_token_stops_the_host_side(host: Host, token: 
 
 
 HOSTILE = [
-    "$(touch {marker})",
-    "`touch {marker}`",
-    "'; touch {marker}; '",
-    '"; touch {marker}; "',
-    "a\nb\n touch {marker}",
+    "$(mkdir {marker})",
+    "`mkdir {marker}`",
+    "'; mkdir {marker}; '",
+    '"; mkdir {marker}; "',
+    "a\nb\n mkdir {marker}",
     "--privileged",
     "-v/:/host",
     "${{HOME}} * ? [a] ~",

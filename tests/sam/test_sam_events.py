@@ -84,7 +84,7 @@ def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Stack]]
     endpoint = f"http://{host}:{port}"
     stack = Stack()
     client = lambda service: boto3.client(service, endpoint_url=endpoint, region_name="us-east-1")  # noqa: E731
-    resources.create_job_table(client("dynamodb"), stack)
+    resources.create_tables(client("dynamodb"), stack)
     resources.put_catalog(client("ssm"), stack)
     resources.create_documents(client("ssm"), stack)
     resources.create_instances(client("ec2"), stack, 2)

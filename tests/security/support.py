@@ -19,7 +19,11 @@ from cfnlint.data import AdditionalSpecs
 from cfnlint.helpers import load_resource
 from samcli.lib.translate.sam_template_validator import SamTemplateValidator
 
+from dispatch.catalog import JobType
+from dispatch.jobs import TaskContext, job_item
+from dispatch.request import validated
 from local_stack.template import ROOT, Stack, load_template
+from tests.host.host_harness import TOKEN, Host, Result
 
 REGION = "us-east-1"
 IDENTITY_POLICY_TYPES = ("AWS::IAM::Role", "AWS::IAM::ManagedPolicy", "AWS::IAM::Policy")
@@ -125,3 +129,20 @@ def documented_resource_types(action: str) -> list[str] | None:
     if entry is None:
         return None
     return list(as_list(entry.get("Resources", [])))
+
+
+def run_on_host(host: Host, job_type: JobType, job_input: dict[str, Any]) -> tuple[Result, dict[str, Any]]:
+    """A job of `job_type` through the real chain: the dispatch code's request checks and job
+    record (dispatch.request, dispatch.jobs), then the REAL run-container script under bash
+    (tests/host/host_harness.py) reading that record. Returns the run and the record."""
+    valid = validated({"jobType": job_type.name, "input": job_input}, lambda _name: job_type)
+    task = TaskContext(
+        token=TOKEN,
+        execution_arn=f"arn:aws:states:{REGION}:123456789012:execution:run-job:security",
+        state_name="RunJob",
+        state_entered_time="2025-01-01T00:00:00.000Z",
+        retry_count=0,
+    )
+    record = job_item(task, valid, "i-0123456789abcdef0")
+    host.scenario["record"] = record
+    return host.run(params={"JobId": task.job_id}), record

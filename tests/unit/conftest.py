@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import json
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
 
+from local_stack import resources, throttle
 from local_stack.lambda_runtime import Context
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
@@ -73,3 +76,46 @@ def send_command_requests(dispatch_app: ModuleType) -> list[dict[str, Any]]:
 
     dispatch_app.ssm.meta.events.register("before-call.ssm.SendCommand", record)
     return sent
+
+
+@pytest.fixture
+def slot_holders(deployment: Any) -> Callable[[], dict[str, set[str]]]:
+    """The slot table as instance id -> the job ids holding a slot there (a consistent scan)."""
+
+    def scanned() -> dict[str, set[str]]:
+        items = deployment.dynamodb.scan(TableName=deployment.slot_table, ConsistentRead=True)["Items"]
+        return {item["instanceId"]["S"]: set(item.get("jobs", {}).get("SS", [])) for item in items}
+
+    return scanned
+
+
+@pytest.fixture
+def reaper_app(deployment: Any, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """`reaper.app`, (re)imported inside moto with the function's environment from the template."""
+    for key, value in resources.function_environment(deployment.stack, "ReaperFunction").items():
+        monkeypatch.setenv(key, value)
+    if "reaper.app" in sys.modules:
+        return importlib.reload(sys.modules["reaper.app"])
+    return importlib.import_module("reaper.app")
+
+
+@pytest.fixture
+def failed_tasks(reaper_app: ModuleType) -> list[dict[str, Any]]:
+    """SendTaskFailure requests of the reaper's Step Functions client (moto answers InvalidToken
+    for the sample tokens, which the reaper takes as a task closed already)."""
+    sent: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        body = params["body"]
+        sent.append(json.loads(body.decode() if isinstance(body, bytes) else body))
+
+    reaper_app.sfn.meta.events.register("before-call.states.SendTaskFailure", record)
+    return sent
+
+
+@pytest.fixture
+def throttling() -> Iterator[ModuleType]:
+    """local_stack.throttle, installed in this process's moto and disarmed after the test."""
+    throttle.install()
+    yield throttle
+    throttle.disarm()

@@ -164,6 +164,9 @@ HOSTILE = {
 
 # One catalog entry field made invalid at a time: (case id, changes, field the error names).
 # A change of None deletes the field.
+# Secret references a job type may hold (catalog "secrets"): a Secrets Manager ARN, an SSM name.
+SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:run-job/secrets/db-password-AbCdEf"
+SECRET_PARAMETER = "ssm:/run-job/secrets/api-key"
 BAD_ENTRY_CHANGES: list[tuple[str, dict[str, Any], str]] = [
     ("image-missing", {"image": None}, "image"),
     ("image-not-string", {"image": 42}, "image"),
@@ -218,6 +221,26 @@ BAD_ENTRY_CHANGES: list[tuple[str, dict[str, Any], str]] = [
     ("prefix-invalid", {"allowedRegistryPrefixes": [REPOSITORY, "--privileged"]}, "allowedRegistryPrefixes[1]"),
     ("prefix-empty", {"allowedRegistryPrefixes": [""]}, "allowedRegistryPrefixes[0]"),
     ("unknown-field", {"privileged": True}, "'privileged'"),
+    ("secrets-list", {"secrets": [SECRET_ARN]}, "secrets"),
+    ("secrets-too-many", {"secrets": {f"S{i}": SECRET_ARN for i in range(33)}}, "secrets"),
+    ("secrets-lowercase-name", {"secrets": {"db_password": SECRET_ARN}}, "secrets"),
+    ("secrets-reserved-token", {"secrets": {"TASK_TOKEN": SECRET_ARN}}, "secrets"),
+    ("secrets-reserved-docker", {"secrets": {"DOCKER_HOST": SECRET_ARN}}, "secrets"),
+    ("secrets-also-in-env", {"env": {"DB_PASSWORD": "x"}, "secrets": {"DB_PASSWORD": SECRET_ARN}}, "secrets"),
+    ("secrets-value-not-string", {"secrets": {"DB_PASSWORD": 1}}, "secrets.DB_PASSWORD"),
+    ("secrets-plain-value", {"secrets": {"DB_PASSWORD": "hunter2"}}, "secrets.DB_PASSWORD"),
+    (
+        "secrets-other-service",
+        {"secrets": {"DB_PASSWORD": SECRET_ARN.replace("secretsmanager", "s3")}},
+        "secrets.DB_PASSWORD",
+    ),
+    ("secrets-arn-no-name", {"secrets": {"DB_PASSWORD": SECRET_ARN.rsplit(":", 1)[0] + ":"}}, "secrets.DB_PASSWORD"),
+    ("secrets-arn-shell", {"secrets": {"DB_PASSWORD": SECRET_ARN + ";reboot"}}, "secrets.DB_PASSWORD"),
+    ("secrets-arn-newline", {"secrets": {"DB_PASSWORD": SECRET_ARN + "\n"}}, "secrets.DB_PASSWORD"),
+    ("secrets-ssm-relative", {"secrets": {"DB_PASSWORD": "ssm:run-job/db"}}, "secrets.DB_PASSWORD"),
+    ("secrets-ssm-space", {"secrets": {"DB_PASSWORD": "ssm:/run-job/db password"}}, "secrets.DB_PASSWORD"),
+    ("secrets-ssm-substitution", {"secrets": {"DB_PASSWORD": "ssm:/run-job/$(id)"}}, "secrets.DB_PASSWORD"),
+    ("secrets-ssm-empty-segment", {"secrets": {"DB_PASSWORD": "ssm:/run-job//db"}}, "secrets.DB_PASSWORD"),
 ]
 
 

@@ -10,7 +10,17 @@ import pytest
 
 from dispatch.catalog import CatalogError, JobType, parse_job_type
 
-from .support import BAD_ENTRY_CHANGES, DIGEST, REPOSITORY, STACK, catalog_entries, changed_entry
+from .support import (
+    BAD_ENTRY_CHANGES,
+    DIGEST,
+    HOSTILE,
+    REPOSITORY,
+    SECRET_ARN,
+    SECRET_PARAMETER,
+    STACK,
+    catalog_entries,
+    changed_entry,
+)
 
 SEEDED = catalog_entries(STACK)
 WORD_COUNT_ENTRY = SEEDED["word-count"]
@@ -111,6 +121,10 @@ def test_invalid_job_type_name_is_refused(name):
         {"image": "localhost:5000/run-job-worker:1"},
         {"image": f"{REPOSITORY}/{'a' * (511 - len(REPOSITORY))}"},
         {"allowImageOverride": True, "allowedRegistryPrefixes": [REPOSITORY, "registry.example.com"]},
+        {"secrets": {"DB_PASSWORD": SECRET_ARN, "API_KEY": SECRET_PARAMETER}},
+        {"secrets": {f"S{i}": f"{SECRET_PARAMETER}-{i}" for i in range(32)}},
+        {"secrets": {"DB_PASSWORD": "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:a/b_c+d=e.f@g-h"}},
+        {"secrets": {"API_KEY": "ssm:/" + "/".join(["a" * 200] * 5)}},
     ],
     ids=lambda changes: "+".join(f"{key}" for key in changes),
 )
@@ -129,6 +143,7 @@ def test_entries_at_the_limits_are_accepted(changes):
         "image": "image",
         "allowImageOverride": "allow_image_override",
         "allowedRegistryPrefixes": "allowed_registry_prefixes",
+        "secrets": "secrets",
     }
     for key, value in changes.items():
         assert fields[snake[key]] == value, key
@@ -140,6 +155,7 @@ def test_minimal_entry_gets_safe_defaults():
     assert job_type.allow_image_override is False
     assert job_type.allowed_registry_prefixes == []
     assert job_type.env == {}
+    assert job_type.secrets == {}
     assert job_type.command == []
     assert not job_type.allows_image(job_type.image + "-2")
 
@@ -183,3 +199,52 @@ def test_allows_image_only_under_a_prefix_at_a_path_boundary(prefixes, image, al
 def test_allows_no_image_when_overrides_are_off():
     job_type = overridable(REPOSITORY, allowed=False)
     assert not job_type.allows_image(f"{REPOSITORY}:checksum-2")
+
+
+# Every catalog field with each hostile string in it: slot -> (how the value goes in, the field
+# the refusal must name). Only a command element and an env value are free text (handed to the
+# container as they are); everything else must refuse the string.
+HOSTILE_SLOTS = {
+    "name": (None, "name"),
+    "image": (lambda value: {"image": value}, "image"),
+    "command-element": (lambda value: {"command": ["--job", value]}, "command[1]"),
+    "cpu": (lambda value: {"cpu": value}, "cpu"),
+    "memoryMiB": (lambda value: {"memoryMiB": value}, "memoryMiB"),
+    "pidsLimit": (lambda value: {"pidsLimit": value}, "pidsLimit"),
+    "maxTimeoutSeconds": (lambda value: {"maxTimeoutSeconds": value}, "maxTimeoutSeconds"),
+    "maxHeartbeatSeconds": (lambda value: {"maxHeartbeatSeconds": value}, "maxHeartbeatSeconds"),
+    "stopGraceSeconds": (lambda value: {"stopGraceSeconds": value}, "stopGraceSeconds"),
+    "readOnlyRootFs": (lambda value: {"readOnlyRootFs": value}, "readOnlyRootFs"),
+    "env-name": (lambda value: {"env": {value: "x"}}, "env"),
+    "env-value": (lambda value: {"env": {"VALUE": value}}, "env.VALUE"),
+    "allowImageOverride": (lambda value: {"allowImageOverride": value}, "allowImageOverride"),
+    "allowedRegistryPrefixes": (lambda value: {"allowedRegistryPrefixes": [value]}, "allowedRegistryPrefixes[0]"),
+    "unknown-field": (lambda value: {value: "x"}, "unknown"),
+}
+FREE_TEXT = {
+    "command-element": lambda job_type: job_type.command[1],
+    "env-value": lambda job_type: job_type.env["VALUE"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+@pytest.mark.parametrize("slot", sorted(HOSTILE_SLOTS))
+def test_hostile_string_in_any_catalog_field_is_refused_or_kept_verbatim(slot, case):
+    value = HOSTILE[case]
+    change, field = HOSTILE_SLOTS[slot]
+    try:
+        if change is None:
+            job_type = parse_job_type(value, WORD_COUNT_ENTRY)
+        else:
+            job_type = parse_job_type("word-count", json.dumps(changed_entry(WORD_COUNT_ENTRY, change(value))))
+    except CatalogError as exc:
+        message = str(exc)
+        expected = repr(value[:64]) if field == "unknown" else field
+        assert message.startswith(expected + ":"), message
+        assert message.isprintable()
+        assert len(message) <= 512
+        # Free text is refused only when no process could receive it: a NUL, or over 4 KiB.
+        assert slot not in FREE_TEXT or "\x00" in value or len(value) > 4096, message
+    else:
+        assert slot in FREE_TEXT, f"{slot} accepted {value[:40]!r}"
+        assert FREE_TEXT[slot](job_type) == value

@@ -152,15 +152,21 @@ def test_out_of_memory_is_left_to_the_host_guard(
     sfn.stop_execution(executionArn=wrapper.task.execution_arn)
 
 
-def test_docker_stop_signals_cancelled(
-    wrapper_for: Callable[..., Wrapper], machines: CallbackMachines, container: Callable[..., tuple[str, list[str]]]
+def test_docker_stop_stops_the_job_and_leaves_the_signal_to_whoever_stopped_it(
+    wrapper_for: Callable[..., Wrapper],
+    machines: CallbackMachines,
+    container: Callable[..., tuple[str, list[str]]],
+    sfn: Any,
 ) -> None:
     wrapper = wrapper_for({"sleepSeconds": 120})
     name, argv = container(wrapper)
     start(argv, wrapper)
     wait_until(lambda: "job started" in logs_of(name), 30, "the job to start")
 
-    assert docker("stop", "--time", "20", name).returncode == 0
+    assert docker("stop", "--time", "20", name, timeout=60).returncode == 0
 
+    # 143, not 137: the SIGTERM reached the wrapper through --init, and it stopped the job.
     assert docker("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "143"
-    assert machines.finished(wrapper.task)["error"] == "Job.Cancelled"
+    # The host guard (Job.Cancelled) or the reaper (Job.HostLost) signals, not the wrapper.
+    assert machines.status(wrapper.task) == "RUNNING"
+    sfn.stop_execution(executionArn=wrapper.task.execution_arn)
