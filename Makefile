@@ -46,6 +46,9 @@ local-up: venv ## Bring the local stack up and leave it running (last line: its 
 local-down: venv ## Take the local stack down
 	$(BIN)/python -m local_stack down
 
+bench: venv ## Benchmarks on a local stack of their own (bench/README.md): callback vs polling, costs, fan-out
+	$(BIN)/python -m bench all
+
 document: venv ## Embed src/host/*.sh into template.yaml's SSM documents
 	$(BIN)/python scripts/embed_host_scripts.py
 

@@ -4,14 +4,17 @@ bench/results/<name>.json. `python -m bench <name> --help` lists a benchmark's o
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench import callback_vs_polling, cold_start, fan_out, host_overhead
-from bench.common import RESULTS_DIR, write_results
+from bench.common import RESULTS_DIR, load_average, write_results
+from local_stack.client import wait_until
 
+CALM_WAIT_SECONDS = 600
 Runner = Callable[[argparse.Namespace], tuple[dict[str, Any], str]]
 BENCHES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]] = {
     "callback-vs-polling": (
@@ -56,12 +59,23 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="use the local stack running there (left running); default: bring one up and take it down",
     )
     parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="where <name>.json goes")
+    parser.add_argument(
+        "--max-load",
+        type=float,
+        default=None,
+        help="on a shared machine: first wait (10 minutes at most) for the 1-minute load average to drop to this",
+    )
 
 
 def run_one(name: str, args: argparse.Namespace) -> None:
     print(f"## {name}", flush=True)
+    if args.max_load is not None and not wait_until(
+        lambda: os.getloadavg()[0] <= args.max_load, timeout=CALM_WAIT_SECONDS, interval=5
+    ):
+        print(f"(the load average stayed above {args.max_load} for {CALM_WAIT_SECONDS} s: running anyway)")
+    load_before = load_average()
     results, report = BENCHES[name][2](args)
-    path = write_results(name, results, args.results)
+    path = write_results(name, results, args.results, load_before)
     print(report)
     print(f"\n(raw figures: {path})\n", flush=True)
 
@@ -74,9 +88,8 @@ def main(argv: list[str]) -> None:
     for name, (_, add_arguments, _) in BENCHES.items():
         defaults = argparse.ArgumentParser()
         add_arguments(defaults)
-        run_one(
-            name, argparse.Namespace(**vars(defaults.parse_args([])), state_dir=args.state_dir, results=args.results)
-        )
+        shared = {"state_dir": args.state_dir, "results": args.results, "max_load": args.max_load}
+        run_one(name, argparse.Namespace(**vars(defaults.parse_args([])), **shared))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -22,8 +23,6 @@ from typing import Any, NamedTuple
 from local_stack.__main__ import alive, down, read_state, up
 from local_stack.client import LocalStackClient
 from local_stack.images import engine_available
-from local_stack.resources import create_table
-from local_stack.template import Stack
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -86,15 +85,24 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "packages": {name: metadata.version(name) for name in ("boto3", "botocore", "moto", "aws-lambda-powertools")},
         "docker": docker.stdout.strip() or None,
-        # Other work on the machine skews every figure: recorded, not subtracted.
-        "loadAverage": [round(load, 2) for load in os.getloadavg()],
+        # Other work on the machine skews every figure: recorded (before and after), not subtracted.
+        "loadAverage": load_average(),
     }
 
 
-def write_results(name: str, results: dict[str, Any], directory: Path) -> Path:
+def load_average() -> list[float]:
+    return [round(load, 2) for load in os.getloadavg()]
+
+
+def write_results(name: str, results: dict[str, Any], directory: Path, load_before: list[float]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.json"
-    document = {"bench": name, "command": "python -m bench " + " ".join(sys.argv[1:]), "machine": machine(), **results}
+    document = {
+        "bench": name,
+        "command": "python -m bench " + " ".join(sys.argv[1:]),
+        "machine": machine() | {"loadAverageBefore": load_before},
+        **results,
+    }
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
     return path
 
@@ -114,23 +122,11 @@ def local_stack(state_dir: Path | None, instances: int, slots: int | None = None
     directory = state_dir or Path(tempfile.mkdtemp(prefix="run-job-bench-"))
     state = up(directory, instances, slots)
     try:
-        stack = LocalStackClient(state)
-        _create_missing_tables(stack)
-        yield stack
+        yield LocalStackClient(state)
     finally:
         down(directory)
-
-
-def _create_missing_tables(stack: LocalStackClient) -> None:
-    """Create any table template.yaml declares that the local stack did not (the slot table,
-    while the local stack only creates the job table): a no-op once it creates them all."""
-    dynamodb = stack.client("dynamodb")
-    template = Stack(region=stack.state["region"])
-    existing = set(dynamodb.list_tables()["TableNames"])
-    for logical_id, resource in template.resources.items():
-        if resource["Type"] == "AWS::DynamoDB::Table" and template.physical_name(logical_id) not in existing:
-            print(f"bench: the local stack lacks {logical_id}: creating it", file=sys.stderr)
-            create_table(dynamodb, template, logical_id)
+        if state_dir is None:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def epoch(value: datetime | str) -> float:

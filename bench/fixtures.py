@@ -52,13 +52,13 @@ def register_job_type(stack: LocalStackClient) -> str:
     return image
 
 
-def callback_request(sleep_seconds: float) -> dict[str, Any]:
+def callback_request(sleep_seconds: float, heartbeat_seconds: int = HEARTBEAT_SECONDS) -> dict[str, Any]:
     """A job request for the real run-job state machine."""
     return {
         "jobType": BENCH_JOB_TYPE,
         "input": {"sleepSeconds": sleep_seconds},
         "timeoutSeconds": TIMEOUT_SECONDS,
-        "heartbeatSeconds": HEARTBEAT_SECONDS,
+        "heartbeatSeconds": heartbeat_seconds,
     }
 
 
@@ -143,8 +143,9 @@ class ExecutionFigures:
     """What one execution's history and output say, on one clock (seconds since the epoch)."""
 
     status: str
-    transitions: int  # states entered: what Standard workflows bill
+    transitions: int  # states entered, plus Task retries: what Standard workflows bill
     task_states: int
+    retries: int  # Task attempts after the first (a Job.NoCapacity retry, say)
     lambda_invocations: int  # Lambda Tasks that actually ran here
     polls: int
     events: int
@@ -166,10 +167,14 @@ def execution_figures(stack: LocalStackClient, execution_arn: str) -> ExecutionF
     output = json.loads(described["output"]) if described.get("output") else {}
     entered = [event for event in history if event["type"].endswith("StateEntered")]
     succeeded = [event for event in history if event["type"] == "TaskSucceeded"]
+    task_states = sum(event["type"] == "TaskStateEntered" for event in entered)
+    retries = sum(event["type"] == "TaskScheduled" for event in history) - task_states
     return ExecutionFigures(
         status=described["status"],
-        transitions=len(entered),
-        task_states=sum(event["type"] == "TaskStateEntered" for event in entered),
+        # AWS bills each retry of a state as a transition too.
+        transitions=len(entered) + retries,
+        task_states=task_states,
+        retries=retries,
         lambda_invocations=sum(
             event["type"] == "TaskScheduled" and event["taskScheduledEventDetails"]["resourceType"] == "lambda"
             for event in history

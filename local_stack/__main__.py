@@ -29,6 +29,13 @@ def read_state(state_dir: Path) -> dict[str, Any] | None:
 
 def alive(pid: int) -> bool:
     try:
+        # When this process started the server (the demo, the tests), reap it: an exited
+        # child stays a zombie, and a zombie still answers kill(pid, 0).
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False

@@ -48,8 +48,8 @@ def _follow_container(job_id: str, timeline: Timeline, stop: threading.Event) ->
     ) as logs:
         assert logs.stdout is not None
         for line in logs.stdout:
-            try:
-                message = json.loads(line).get("message", line.strip())
+            try:  # the callback wrapper logs JSON lines: show their event
+                message = json.loads(line).get("event", line.strip())
             except ValueError:
                 message = line.strip()
             timeline.add("container", str(message))

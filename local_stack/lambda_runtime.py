@@ -47,6 +47,13 @@ class Context:
         return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
+# Worker processes per function at most: each costs a Python start with boto3 and Powertools
+# (about 1.5 CPU-seconds, 90 MB), so a burst of hundreds of invocations (a fleet's queue retrying)
+# would start hundreds on one machine. Beyond this, invocations wait for a free worker, as they
+# would queue behind a concurrency limit (AWS would throttle them; the state machine retries).
+MAX_WORKERS = int(os.environ.get("RUN_JOB_LAMBDA_CONCURRENCY", "8"))
+
+
 class FunctionWorkers:
     """Warm worker processes for one function; one invocation per worker at a time."""
 
@@ -55,6 +62,7 @@ class FunctionWorkers:
         self._idle: list[subprocess.Popen[str]] = []
         self._all: list[subprocess.Popen[str]] = []
         self._lock = threading.Lock()
+        self._concurrency = threading.BoundedSemaphore(MAX_WORKERS)
 
     def _start(self) -> subprocess.Popen[str]:
         worker = subprocess.Popen(
@@ -70,6 +78,10 @@ class FunctionWorkers:
         return worker
 
     def invoke(self, event: bytes, timeout_seconds: int) -> tuple[bool, bytes]:
+        with self._concurrency:
+            return self._invoke(event, timeout_seconds)
+
+    def _invoke(self, event: bytes, timeout_seconds: int) -> tuple[bool, bytes]:
         with self._lock:
             worker = self._idle.pop() if self._idle else self._start()
         request = {"event": json.loads(event or b"{}"), "timeout": timeout_seconds, "requestId": str(uuid.uuid4())}

@@ -19,7 +19,7 @@ from typing import Any
 import requests
 from moto.server import ThreadedMotoServer
 
-from local_stack import events, images, lambda_runtime, moto_fixes, resources
+from local_stack import events, images, lambda_runtime, moto_fixes, resources, throttle
 from local_stack.agent import LocalAgent
 from local_stack.client import CREDENTIALS, aws_client
 from local_stack.template import ROOT, Stack
@@ -28,6 +28,29 @@ REGION = "us-east-1"
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 # Functions whose real code runs for moto's Lambda.
 FUNCTIONS = ("DispatchFunction", "ReaperFunction")
+# Template parameters of the local deployment: no CloudWatch Logs; no image prune, since the
+# instances share the developer's own container engine and its images.
+LOCAL_PARAMETERS = {"ContainerLogDriver": "json-file", "ImagePruneDiskPercent": "off"}
+# POST {"service:Operation": count, ...} here arms a throttling burst (local_stack/throttle.py);
+# GET reports what was served and what is left. For tests: AWS answers throttling on its own.
+THROTTLE_PATH = "/_local_stack/throttle"
+
+
+class ThrottleControl:
+    """WSGI middleware in front of moto: the throttle control path, everything else to moto."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") != THROTTLE_PATH:
+            return self.app(environ, start_response)
+        if environ["REQUEST_METHOD"] == "POST":
+            size = int(environ.get("CONTENT_LENGTH") or 0)
+            throttle.arm(json.loads(environ["wsgi.input"].read(size) or b"{}"))
+        body = json.dumps(throttle.status()).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
 
 
 def free_port() -> int:
@@ -48,7 +71,7 @@ class LocalStack:
         self.slots = slots
         self.port = free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
-        self.stack = Stack(region=REGION, parameters={"ContainerLogDriver": "json-file"})
+        self.stack = Stack(region=REGION, parameters=LOCAL_PARAMETERS)
         self.server: ThreadedMotoServer | None = None
         self.agent: LocalAgent | None = None
         self.bus: events.EventBus | None = None
@@ -77,9 +100,13 @@ class LocalStack:
         os.environ["MOTO_PORT"] = str(self.port)  # moto's engine calls Lambda back on this port
         os.environ.update(CREDENTIALS)
         moto_fixes.apply()
+        throttle.install()
         lambda_runtime.install()
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self.server.start()
+        wsgi = self.server._server
+        if wsgi is not None:  # set by start()
+            wsgi.app = ThrottleControl(wsgi.app)
         requests.post(f"{self.endpoint_url}/moto-api/config", json=MOTO_CONFIG, timeout=10).raise_for_status()
 
         # RUN_JOB_ENGINE=process forces the process engine (its own test; a machine without Docker).
@@ -93,7 +120,7 @@ class LocalStack:
         else:
             say("no container engine reachable: jobs run as local processes (same wrapper, no isolation)")
 
-        job_table = resources.create_job_table(self.client("dynamodb"), self.stack)
+        tables = resources.create_tables(self.client("dynamodb"), self.stack)
         output_bucket = resources.create_bucket(self.client("s3"), self.stack)
         documents = resources.create_documents(ssm, self.stack)
         iam, log_dir = self.client("iam"), self.state_dir / "logs"
@@ -122,6 +149,11 @@ class LocalStack:
         state_machine_arn = resources.create_state_machine(
             self.client("stepfunctions"), iam, self.stack, "RunJobStateMachine"
         )
+        # moto runs the Distributed Map (ItemReader, MaxConcurrency, sync:2 children) but ignores
+        # ToleratedFailurePercentage and its ResultWriter writes only the manifest (docs/design.md).
+        batch_state_machine_arn = resources.create_state_machine(
+            self.client("stepfunctions"), iam, self.stack, "RunBatchStateMachine"
+        )
         instance_ids = resources.create_instances(self.client("ec2"), self.stack, self.instance_count, self.slots)
 
         agent_env = {
@@ -143,7 +175,9 @@ class LocalStack:
             "endpoint_url": self.endpoint_url,
             "region": REGION,
             "state_machine_arn": state_machine_arn,
-            "job_table": job_table,
+            "job_table": tables["JobTable"],
+            "slot_table": tables["SlotTable"],
+            "batch_state_machine_arn": batch_state_machine_arn,
             "output_bucket": output_bucket,
             "document_name": documents["RunContainerDocument"],
             "stop_document_name": documents["StopContainerDocument"],
@@ -177,5 +211,8 @@ def serve(state_dir: Path, instance_count: int, slots: int | None) -> None:
         stack.stop()
         raise
     say(f"ready at {state['endpoint_url']} ({instance_count} instances, engine: {state['engine']})")
-    stack.stopped.wait()
+    # Wake up now and then: a signal the kernel hands to another thread runs its Python handler
+    # only when the main thread runs bytecode, never while it blocks in an untimed wait.
+    while not stack.stopped.wait(1.0):
+        pass
     say("stopped")

@@ -3,14 +3,17 @@
 #
 # SSM runs this text as one script file (aws:runShellScript); it must not look for sibling files.
 # Parameters arrive as SSM_JobId, SSM_JobTable, SSM_Region, SSM_PullPolicy, SSM_Network,
-# SSM_LogDriver and SSM_LogGroup (interpolationType ENV_VAR) and are checked again here.
+# SSM_LogDriver, SSM_LogGroup, SSM_PruneDiskPercent and SSM_PruneAgeHours (interpolationType
+# ENV_VAR) and are checked again here.
 # RUN_JOB_ROOT (default /var/lib/run-job) holds the job directories; RUN_JOB_RETRY_DELAY
 # (seconds, default 2) spaces the retries of AWS calls.
 #
 # The task token is a secret: it is read from the job record into 0600 files of a 0700 job
 # directory, reaches `docker run` only through its environment (`--env TASK_TOKEN`), and reaches
 # Step Functions only through `--cli-input-json file://...`. It is never on any command line and
-# never printed; logs show the token hash.
+# never printed; logs show the token hash. The job type's secrets (references in the record) are
+# read here, when the job starts, into 0600 files, and reach the container the same way as the
+# token: the docker CLI's environment. Their values are redacted from the log tails we send.
 #
 # Exit status (of the host side, not of the job; the job's outcome goes to Step Functions):
 #   0  the job's outcome was signalled, or the task was already closed (the callback wrapper
@@ -48,6 +51,10 @@ IMAGE_REF = re.compile(
     r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?"
 )
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+SECRET_REF = re.compile(
+    r"arn:aws[a-z-]*:secretsmanager:[a-z]{2}(-[a-z]+)+-[0-9]:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}"
+    r"|ssm:(/[A-Za-z0-9_.-]{1,1011})+"
+)
 RESERVED_ENV = {
     "TASK_TOKEN", "JOB_ID", "JOB_INPUT_PATH", "JOB_OUTPUT_DIR", "HEARTBEAT_SECONDS", "JOB_LOG_GROUP",
     "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
@@ -59,6 +66,9 @@ SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 CAUSE_LIMIT = 32768  # Step Functions' cause limit, kept in UTF-8 bytes (the strictest reading)
 TAIL_READ = 262144
 REDACTED = "[task token redacted]"
+SECRET_REDACTED = "[secret redacted]"
+# Shorter secret values are not redacted from log tails: they would shred ordinary text.
+REDACT_MIN_CHARS = 6
 CONTAINER_UID = 1000
 
 
@@ -79,6 +89,15 @@ def write_new(path, data, mode):
 
 def nul_joined(values):
     return b"".join(value.encode("utf-8") + b"\0" for value in values)
+
+
+def nul_split(path):
+    """The strings of a NUL-joined file; none if it does not exist."""
+    try:
+        with open(path, "rb") as handle:
+            return [part.decode("utf-8") for part in handle.read().split(b"\0")[:-1]]
+    except FileNotFoundError:
+        return []
 
 
 def attr(item, name, kind, default=None, required=True):
@@ -189,6 +208,20 @@ def extract(record_path, job_dir, job_id):
             if not isinstance(value, dict) or "S" not in value:
                 raise Refused("job record: env " + shown + " must be of DynamoDB type S")
             pairs += [name, text(value["S"], "env " + shown)]
+        secrets = attr(item, "secrets", "M", default={}, required=False)
+        if not isinstance(secrets, dict):
+            raise Refused("job record: secrets must be a map of secret references")
+        refs = []
+        for name in sorted(secrets):
+            shown = repr(name[:64])
+            if not ENV_NAME.fullmatch(name) or name in RESERVED_ENV or name.startswith(RESERVED_PREFIXES):
+                raise Refused("job record: secret name " + shown + " is not an allowed variable name")
+            if name in env:
+                raise Refused("job record: secret name " + shown + " is also in env")
+            ref = secrets[name]
+            if not isinstance(ref, dict) or not isinstance(ref.get("S"), str) or not SECRET_REF.fullmatch(ref["S"]):
+                raise Refused("job record: secret " + shown + " must be a Secrets Manager ARN or ssm:/name")
+            refs += [name, ref["S"]]
         fields["cpu"] = number(item, "cpu", Decimal("0.01"), 1024, False)
         fields["memoryMiB"] = number(item, "memoryMiB", 6, 4194304, True)
         fields["pidsLimit"] = number(item, "pidsLimit", 1, 4194304, True)
@@ -213,6 +246,7 @@ def extract(record_path, job_dir, job_id):
         os.chown(out_dir, CONTAINER_UID, CONTAINER_UID)
         write_new(os.path.join(job_dir, "command"), nul_joined(argv), 0o600)
         write_new(os.path.join(job_dir, "env"), nul_joined(pairs), 0o600)
+        write_new(os.path.join(job_dir, "secret-refs"), nul_joined(refs), 0o600)
     except Refused as exc:
         write_new(os.path.join(job_dir, "refused"), str(exc).encode("utf-8"), 0o600)
         status = 10
@@ -230,8 +264,15 @@ def read_token(job_dir):
         return handle.read().decode("utf-8")
 
 
-def read_tail(path, token):
-    """The end of a file as text, with the token (if known) redacted."""
+def secret_values(job_dir):
+    """The values of the job's secrets read so far, longest first."""
+    pairs = nul_split(os.path.join(job_dir, "secret-env"))
+    values = {value for value in pairs[1::2] if len(value) >= REDACT_MIN_CHARS}
+    return sorted(values, key=len, reverse=True)
+
+
+def read_tail(path, token, secrets=()):
+    """The end of a file as text, with the token (if known) and the secrets redacted."""
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
@@ -240,7 +281,53 @@ def read_tail(path, token):
     except OSError:
         return ""
     tail = raw.decode("utf-8", errors="replace")
+    for value in secrets:
+        tail = tail.replace(value, SECRET_REDACTED)
     return tail.replace(token, REDACTED) if token else tail
+
+
+def read_secret(job_dir, name, kind, answer_path):
+    """The value in an aws CLI answer (get-secret-value or get-parameter) -> secret-env. The
+    answer file holds the value: it goes at once. 0 read, 10 refused (why on stderr)."""
+    try:
+        with open(answer_path, "rb") as handle:
+            doc = json.loads(handle.read().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        doc = None
+    finally:
+        if os.path.lexists(answer_path):
+            os.unlink(answer_path)
+    if kind == "ssm":
+        value = doc.get("Parameter", {}).get("Value") if isinstance(doc, dict) else None
+    else:
+        value = doc.get("SecretString") if isinstance(doc, dict) else None
+        if value is None and isinstance(doc, dict) and "SecretBinary" in doc:
+            err("secret " + name + " is binary: only text secrets can be environment variables")
+            return 10
+    if not isinstance(value, str):
+        err("secret " + name + ": the answer holds no value")
+        return 10
+    if "\0" in value:
+        err("secret " + name + " holds a NUL character: it cannot be an environment variable")
+        return 10
+    path = os.path.join(job_dir, "secret-env")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "ab") as handle:
+        handle.write(nul_joined([name, value]))
+    return 0
+
+
+def disk_used_percent(path):
+    """How full the file system holding `path` is, as df counts it (blocks not free to users)."""
+    try:
+        stats = os.statvfs(path)
+    except OSError:
+        print("unknown")
+        return 0
+    used = (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+    usable = used + stats.f_bavail * stats.f_frsize
+    print(str(-(-100 * used // usable)) if usable else "unknown")
+    return 0
 
 
 def dumps(value):
@@ -278,7 +365,7 @@ def build_signal(job_dir, job_id, kind, options):
             code = options["exit-code"]
             cause["exitCode"] = int(code) if re.fullmatch(r"-?[0-9]{1,10}", code) else None
         if "log-file" in options:
-            cause_text = fit_cause(cause, read_tail(options["log-file"], token))
+            cause_text = fit_cause(cause, read_tail(options["log-file"], token, secret_values(job_dir)))
         else:
             cause_text = dumps(cause)
         doc = {"taskToken": token, "error": kind, "cause": cause_text}
@@ -309,7 +396,7 @@ def container_state(inspect_path):
 def print_tail(job_dir, path, limit):
     token_path = os.path.join(job_dir, "token")
     token = read_token(job_dir) if os.path.exists(token_path) else None
-    tail = read_tail(path, token)[-int(limit):].strip()
+    tail = read_tail(path, token, secret_values(job_dir))[-int(limit):].strip()
     print(tail if tail else "(no output)")
     return 0
 
@@ -328,6 +415,10 @@ def main(argv):
         return container_state(argv[1])
     if command == "tail":
         return print_tail(argv[1], argv[2], argv[3])
+    if command == "secret":
+        return read_secret(argv[1], argv[2], argv[3], argv[4])
+    if command == "disk":
+        return disk_used_percent(argv[1])
     err("jobpy: unknown command " + command)
     return 1
 
@@ -362,6 +453,8 @@ check_parameter PullPolicy '^(always|missing)$' || parameters_ok=false
 check_parameter Network '^(bridge|host|none)$' || parameters_ok=false
 check_parameter LogDriver '^(awslogs|json-file|local)$' || parameters_ok=false
 check_parameter LogGroup '^[A-Za-z0-9_./#-]{1,512}$' || parameters_ok=false
+check_parameter PruneDiskPercent '^([1-9][0-9]?|100|off)$' || parameters_ok=false
+check_parameter PruneAgeHours '^[0-9]{1,5}$' || parameters_ok=false
 job_root="${RUN_JOB_ROOT:-/var/lib/run-job}"
 if ! matches "$job_root" '^/[A-Za-z0-9_./-]*$'; then
   fail "RUN_JOB_ROOT must be an absolute path of letters, digits and _ . / -; refused"
@@ -380,6 +473,8 @@ fi
   network="$SSM_Network"
   log_driver="$SSM_LogDriver"
   log_group="$SSM_LogGroup"
+  prune_disk_percent="$SSM_PruneDiskPercent"
+  prune_age_hours="$((10#$SSM_PruneAgeHours))"
 }
 job_dir="$job_root/jobs/$job_id"
 retry_delay="${RUN_JOB_RETRY_DELAY:-2}"
@@ -400,6 +495,7 @@ docker_bin="$(type -P docker)"
 
 # --- state shared with the traps --------------------------------------------------------------
 owns_job_dir=false
+interrupted=false
 container_may_exist=false
 outcome_sent=false
 token_ready=false
@@ -425,6 +521,9 @@ cleanup() {  # trap EXIT: the container and the job directory go, whatever happe
   fi
   if [[ $owns_job_dir == true ]]; then
     rm -rf -- "$job_dir"
+    if [[ $interrupted != true ]]; then
+      upkeep
+    fi
   fi
   exit "$status"
 }
@@ -433,6 +532,7 @@ cleanup() {  # trap EXIT: the container and the job directory go, whatever happe
 on_signal() {  # trap TERM/INT (SSM cancel or executionTimeout, an operator): stop, tell, clean up
   local name=$1 code=$2
   trap '' TERM INT
+  interrupted=true # stopped: leave at once, no upkeep
   exec 1>&3 2>&4 # the trap may run inside a redirected command: back to the script's own output
   log "received SIG$name: stopping the job"
   if [[ -n $bg_pid ]]; then
@@ -528,6 +628,60 @@ ecr_login() {  # REGISTRY REGION
   aws ecr get-login-password --region "$2" | docker login --username AWS --password-stdin "$1"
 }
 
+# shellcheck disable=SC2329  # invoked by the EXIT trap
+upkeep() {  # after the job: prune unused images when Docker's disk is full enough (never fails the job)
+  local line root="" used
+  if [[ $prune_disk_percent == off ]]; then
+    return 0
+  fi
+  # The text output: a Go template would need braces, which SSM would take for a parameter.
+  while IFS= read -r line; do
+    if [[ $line =~ ^[[:space:]]*Docker\ Root\ Dir:\ (/.*)$ ]]; then
+      root="${BASH_REMATCH[1]}"
+    fi
+  done < <(docker info 2>/dev/null || true)
+  used="$(jobpy disk "${root:-/nonexistent}")"
+  if ! matches "$used" '^[0-9]+$'; then
+    log "upkeep: cannot tell how full Docker's disk is (root ${root:-unknown}): no prune"
+    return 0
+  fi
+  if ((used < prune_disk_percent)); then
+    return 0
+  fi
+  log "upkeep: Docker's disk is ${used}% full (threshold ${prune_disk_percent}%): pruning unused images older than ${prune_age_hours}h"
+  local out="$job_root/prune-$job_id.out" # jobs end side by side: one file each
+  if run_interruptible docker image prune --all --force --filter "until=${prune_age_hours}h" >"$out" 2>&1; then
+    log "upkeep: $(jobpy tail "$job_root" "$out" 200)"
+  else
+    log "upkeep: the prune failed (another may be running): $(jobpy tail "$job_root" "$out" 200)"
+  fi
+  rm -f -- "$out"
+}
+
+fetch_secret() {  # NAME REF: the secret's value appended to secret-env (0600); 0 read, 1 aws failed, 10 refused
+  local name=$1 ref=$2 attempt kind
+  local -a call
+  if [[ $ref == ssm:* ]]; then
+    kind=ssm
+    call=(ssm get-parameter --region "$region" --name "${ref#ssm:}" --with-decryption --output json)
+  else
+    kind=secretsmanager
+    matches "$ref" '^arn:[^:]+:secretsmanager:([^:]+):'
+    call=(secretsmanager get-secret-value --region "${BASH_REMATCH[1]}" --secret-id "$ref" --output json)
+  fi
+  for attempt in 1 2 3; do
+    if aws "${call[@]}" >"$job_dir/secret.json" 2>"$job_dir/secret.err"; then
+      jobpy secret "$job_dir" "$name" "$kind" "$job_dir/secret.json" 2>"$job_dir/secret.err" || return 10
+      return 0
+    fi
+    rm -f -- "$job_dir/secret.json"
+    if ((attempt < 3)); then
+      retry_sleep "$attempt"
+    fi
+  done
+  return 1
+}
+
 exec 3>&1 4>&2 # the script's own stdout/stderr, for the traps
 trap cleanup EXIT
 trap 'on_signal TERM 143' TERM
@@ -594,6 +748,22 @@ image="${job[image]}"
 log "read job record: job type ${job[jobType]}, image $image, token hash ${job[tokenHash]}"
 mapfile -d '' -t command_args <"$job_dir/command"
 mapfile -d '' -t env_pairs <"$job_dir/env"
+mapfile -d '' -t secret_refs <"$job_dir/secret-refs"
+
+# --- 3b. the job type's secrets, read on this host now (only their references are recorded) ---
+for ((i = 0; i < ${#secret_refs[@]}; i += 2)); do
+  fetched=0
+  fetch_secret "${secret_refs[i]}" "${secret_refs[i + 1]}" || fetched=$?
+  if ((fetched != 0)); then
+    why="$(jobpy tail "$job_dir" "$job_dir/secret.err" 600)"
+    fail "could not read secret ${secret_refs[i]} (${secret_refs[i + 1]}): $why"
+    guard Job.Failed "message=could not read secret ${secret_refs[i]} (${secret_refs[i + 1]}): $why" || true
+    exit "$exit_status"
+  fi
+done
+if ((${#secret_refs[@]} > 0)); then
+  log "read $((${#secret_refs[@]} / 2)) secret(s) for the container's environment"
+fi
 
 # --- 4./5. registry login and pull -------------------------------------------------------------
 if [[ $pull_policy == missing ]] && docker image inspect "$image" >/dev/null 2>&1; then
@@ -654,17 +824,30 @@ done
 for ((i = 0; i < ${#env_pairs[@]}; i += 2)); do
   run_args+=(--env "${env_pairs[i]}")
 done
+for ((i = 0; i < ${#secret_refs[@]}; i += 2)); do
+  run_args+=(--env "${secret_refs[i]}")
+done
 run_args+=("$image" "${command_args[@]}")
 
 start_container() {  # values reach docker only through its environment, never its argv
   local token="" i
+  local -a secret_pairs=()
   IFS= read -r -d '' token <"$job_dir/token" || true
+  if [[ -e $job_dir/secret-env ]]; then
+    mapfile -d '' -t secret_pairs <"$job_dir/secret-env"
+  fi
   (
     for ((i = 0; i < ${#env_pairs[@]}; i += 2)); do
       if ! matches "${env_pairs[i]}" '^[A-Z_][A-Z0-9_]*$'; then
         exit 125
       fi
       export "${env_pairs[i]}=${env_pairs[i + 1]}"
+    done
+    for ((i = 0; i < ${#secret_pairs[@]}; i += 2)); do
+      if ! matches "${secret_pairs[i]}" '^[A-Z_][A-Z0-9_]*$'; then
+        exit 125
+      fi
+      export "${secret_pairs[i]}=${secret_pairs[i + 1]}"
     done
     export TASK_TOKEN="$token" JOB_ID="$job_id" JOB_INPUT_PATH=/job/input.json JOB_OUTPUT_DIR=/job/out \
       HEARTBEAT_SECONDS="${job[heartbeatSeconds]}" AWS_REGION="$region" AWS_DEFAULT_REGION="$region" \

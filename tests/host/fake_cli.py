@@ -104,10 +104,29 @@ class FakeDocker(Fake):
             "stop": self.stop,
             "rm": self.rm,
             "ps": self.ps,
+            "info": self.info,
         }.get(command)
         return handler(args) if handler else self.unsupported()
 
+    def info(self, args: list[str]) -> int:
+        if args:
+            return self.unsupported()
+        root = self.scenario["docker_root"] or str(self.dir)
+        self.event(action="info")
+        print(f"Client:\n Version: 28.2.2\n\nServer:\n Storage Driver: overlay2\n Docker Root Dir: {root}\n")
+        return 0
+
+    def prune(self, args: list[str]) -> int:
+        if len(args) != 4 or args[:3] != ["--all", "--force", "--filter"] or not args[3].startswith("until="):
+            return self.unsupported()
+        prune = self.scenario["prune"]
+        self.event(action="prune", filter=args[3])
+        sys.stdout.write(prune["output"])
+        return int(prune["rc"])
+
     def image(self, args: list[str]) -> int:
+        if args[:1] == ["prune"]:
+            return self.prune(args[1:])
         if len(args) != 2 or args[0] != "inspect":
             return self.unsupported()
         present = self.scenario["image_present"] or (self.state / "pulled").exists()
@@ -301,7 +320,35 @@ class FakeAws(Fake):
             return self.get_login_password(args)
         if service == "stepfunctions" and operation in SIGNAL_OPERATIONS:
             return self.signal(operation, args)
+        if (service, operation) == ("secretsmanager", "get-secret-value"):
+            return self.secret(args, "--secret-id", set(), "GetSecretValue")
+        if (service, operation) == ("ssm", "get-parameter"):
+            return self.secret(args, "--name", {"--with-decryption"}, "GetParameter")
         return self.unsupported()
+
+    def secret(self, args: list[str], id_flag: str, switches: set[str], api: str) -> int:
+        found = self.options(args, {"--region", id_flag, "--output"}, switches)
+        if found is None or set(found) != {"--region", id_flag, "--output", *switches} or found["--output"] != "json":
+            return self.unsupported()
+        ref = found[id_flag] if api == "GetSecretValue" else "ssm:" + found[id_flag]
+        attempt = self.count(prog="aws", action="secret")
+        self.event(action="secret", api=api, ref=ref, region=found["--region"])
+        if attempt < self.scenario["secret_failures"]:
+            return self.fail("ThrottlingException", api, "Rate exceeded")
+        value = self.scenario["secrets"].get(ref)
+        if value is None:
+            code = "ResourceNotFoundException" if api == "GetSecretValue" else "ParameterNotFound"
+            return self.fail(code, api, "not there")
+        if isinstance(value, dict) and "error" in value:
+            return self.fail(value["error"], api, f"the fake says no to {ref}")
+        if api == "GetParameter":
+            answer: dict[str, Any] = {"Parameter": {"Name": found[id_flag], "Type": "SecureString", "Value": value}}
+        elif isinstance(value, dict):
+            answer = {"ARN": ref, "Name": "n", "SecretBinary": "AAEC"}
+        else:
+            answer = {"ARN": ref, "Name": "n", "SecretString": value, "VersionId": "v1"}
+        sys.stdout.write(json.dumps(answer, indent=4) + "\n")
+        return 0
 
     def get_item(self, args: list[str]) -> int:
         found = self.options(args, {"--region", "--table-name", "--key", "--output"}, {"--consistent-read"})

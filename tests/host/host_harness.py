@@ -55,6 +55,9 @@ PARAMS = {
     "Network": "host",
     "LogDriver": "json-file",
     "LogGroup": "/run-job/jobs",
+    # Upkeep off unless a test turns it on: test_real_docker shares the machine's engine and images.
+    "PruneDiskPercent": "off",
+    "PruneAgeHours": "72",
 }
 CLOSED_ANSWERS = ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist")
 CAUSE_LIMIT = 32_768
@@ -133,6 +136,12 @@ def default_scenario() -> dict[str, Any]:
             "stop_exit_code": 143,
         },
         "signal_answers": ["ok"],
+        # Secret reference -> its value, or {"error": code} / {"binary": true}; "secret_failures"
+        # answers that many first calls with a throttling error.
+        "secrets": {},
+        "secret_failures": 0,
+        "docker_root": None,  # `docker info`'s Docker Root Dir (None: the test's own directory)
+        "prune": {"rc": 0, "output": "Deleted Images:\nuntagged: old:1\n\nTotal reclaimed space: 1.5GB\n"},
     }
 
 

@@ -36,6 +36,15 @@ BAD_PARAMETERS = [
     ("LogGroup", "group name"),
     ("LogGroup", "g$(id)"),
     ("LogGroup", "g" * 513),
+    ("PruneDiskPercent", "0"),
+    ("PruneDiskPercent", "101"),
+    ("PruneDiskPercent", "80%"),
+    ("PruneDiskPercent", "OFF"),
+    ("PruneDiskPercent", "080"),
+    ("PruneAgeHours", "-1"),
+    ("PruneAgeHours", "72h"),
+    ("PruneAgeHours", "123456"),
+    ("PruneAgeHours", "1e3"),
 ]
 
 

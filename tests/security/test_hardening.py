@@ -66,7 +66,9 @@ text = st.sampled_from(OPTION_LIKE) | st.sampled_from([value for value in HOSTIL
 env_names = st.from_regex(r"[A-Z_][A-Z0-9_]{0,15}", fullmatch=True)
 entries = st.fixed_dictionaries(
     {
-        "image": st.sampled_from([SEEDED["checksum"]["image"], f"{REPOSITORY}@sha256:{'a' * 64}", "localhost:5000/w:1"]),
+        "image": st.sampled_from(
+            [SEEDED["checksum"]["image"], f"{REPOSITORY}@sha256:{'a' * 64}", "localhost:5000/w:1"]
+        ),
         "maxTimeoutSeconds": st.just(86_400),
         "maxHeartbeatSeconds": st.just(900),
     },
@@ -96,7 +98,8 @@ def options_and_rest(argv: list[str]) -> tuple[list[tuple[str, str | None]], lis
     rest = list(argv)
     while rest and rest[0].startswith("-"):
         flag = rest.pop(0)
-        assert not (flag in FORBIDDEN_FLAGS or flag.split("=", 1)[0] in FORBIDDEN_FLAGS), f"docker run {flag}"
+        assert flag not in FORBIDDEN_FLAGS, f"docker run {flag}"
+        assert flag.split("=", 1)[0] not in FORBIDDEN_FLAGS, f"docker run {flag}"
         if flag in DOCKER_BOOL_FLAGS:
             options.append((flag, None))
         else:

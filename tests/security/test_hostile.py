@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatch.catalog import CatalogError, parse_job_type
+from dispatch.catalog import CatalogError, JobType, parse_job_type
 from tests.host.host_harness import TOKEN, Host
 from tests.unit.support import HOSTILE, STACK, catalog_entries
 
@@ -45,7 +45,7 @@ def probes(marker: Path) -> dict[str, str]:
     return found
 
 
-def hostile_job_type(strings: dict[str, str]):  # noqa: ANN201 - dispatch.catalog.JobType
+def hostile_job_type(strings: dict[str, str]) -> JobType:
     entry = catalog_entries(STACK)["checksum"]
     entry["command"] = ["--job", "examples.checksum:run", *strings.values()]
     entry["env"] = {f"PROBE_{index}": text for index, text in enumerate(strings.values())}

@@ -23,7 +23,17 @@ STACK = transformed_stack()
 REGION, ACCOUNT = STACK.region, STACK.account
 POLICIES = identity_policies(STACK)
 ROLES = roles(STACK)
-STATE_MACHINE = STACK.physical_name("RunJobStateMachine")
+STATE_MACHINES = [
+    STACK.physical_name(logical_id)
+    for logical_id, resource in STACK.resources.items()
+    if resource["Type"] == "AWS::StepFunctions::StateMachine"
+]
+SECRETS_PREFIX = STACK.parameter("JobSecretsPrefix")
+# The only secrets a worker instance may read: those job types reference, under JobSecretsPrefix.
+JOB_SECRETS = {
+    "secretsmanager:GetSecretValue": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{SECRETS_PREFIX}*",
+    "ssm:GetParameter": f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{SECRETS_PREFIX}*",
+}
 POOL_CONDITION = {"StringEquals": {"ssm:resourceTag/run-job:pool": STACK.parameter("WorkerPoolName")}}
 POOL_INSTANCES = f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/*"
 SEND_TASK = {"states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"}
@@ -34,6 +44,7 @@ SECRET_READS = ("secretsmanager:", "ssm:GetParameter", "kms:")
 # this is who needs each one.
 STAR_ACTIONS = {
     "ssm:DescribeInstanceInformation": "dispatch: find the pool's online instances (filtered by the pool tag)",
+    "ec2:DescribeTags": "dispatch: read each online instance's run-job:slots tag",
     "ssm:CancelCommand": "reaper: cancel the command of a job whose execution ended",
     "ssm:ListCommands": "reaper: find a job's command",
     "ssm:ListCommandInvocations": "reaper: read a command's status on the sweep",
@@ -67,6 +78,7 @@ AWS_MANAGED = {
         "AWSXrayWriteOnlyAccess": "SAM adds it for Tracing: Active",
     },
     "RunJobStateMachineRole": {"AWSXrayWriteOnlyAccess": "SAM adds it for Tracing: Enabled"},
+    "RunBatchStateMachineRole": {"AWSXrayWriteOnlyAccess": "SAM adds it for Tracing: Enabled"},
     "WorkerInstanceRole": {
         "AmazonSSMManagedInstanceCore": "the SSM agent that runs the documents (README, docs/design.md: IAM)",
     },
@@ -75,6 +87,7 @@ TRUSTED_SERVICE = {
     "DispatchFunctionRole": "lambda.amazonaws.com",
     "ReaperFunctionRole": "lambda.amazonaws.com",
     "RunJobStateMachineRole": "states.amazonaws.com",
+    "RunBatchStateMachineRole": "states.amazonaws.com",
     "WorkerInstanceRole": "ec2.amazonaws.com",
 }
 
@@ -173,17 +186,16 @@ def test_send_task_actions_only_where_the_token_is_held() -> None:
     assert granted == {"WorkerInstancePolicy": SEND_TASK, "ReaperFunctionRole": {"states:SendTaskFailure"}}
 
 
-def test_other_states_actions_only_on_the_run_job_state_machine() -> None:
-    scoped = (
-        f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{STATE_MACHINE}:",
-        f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{STATE_MACHINE}",
-    )
+def test_other_states_actions_only_on_the_stacks_own_state_machines() -> None:
+    names = "|".join(re.escape(name) for name in STATE_MACHINES)
+    # A state machine, or its executions (Map Run children: NAME/LABEL:ID).
+    scoped = re.compile(rf"arn:aws:states:{REGION}:{ACCOUNT}:(stateMachine:({names})|execution:({names})[:/]\*)")
     found = 0
     for logical_id, statement in every_statement():
         if any(action.startswith("states:") and action not in SEND_TASK for action in statement["Action"]):
             found += 1
             for resource in statement["Resource"]:
-                assert resource.startswith(scoped), f"{logical_id}: {resource}"
+                assert scoped.fullmatch(resource), f"{logical_id}: {resource}"
     assert found, "no states: statement found: DescribeExecution (reaper) is expected"
 
 
@@ -197,11 +209,15 @@ def test_the_state_machine_invokes_only_the_dispatch_function() -> None:
         assert set(statement["Resource"]) <= {function, function + ":*"}, statement["Resource"]
 
 
-def test_the_instance_policy_reads_no_secret_and_only_gets_job_records() -> None:
+def test_the_instance_policy_reads_only_job_secrets_and_only_gets_job_records() -> None:
     granted = [s for s in role_statements(STACK, "WorkerInstanceRole") if s["Effect"] == "Allow"]
     actions = {action for statement in granted for action in statement["Action"]}
     assert actions, "the worker instance role grants nothing of the template's"
-    assert not [action for action in actions if action.startswith(SECRET_READS)]
+    for statement in granted:
+        for action in statement["Action"]:
+            if action.startswith(SECRET_READS):
+                assert action in JOB_SECRETS, f"{action}: the host side reads secrets with {sorted(JOB_SECRETS)} only"
+                assert statement["Resource"] == [JOB_SECRETS[action]], f"{action} beyond JobSecretsPrefix"
     assert {action for action in actions if action.startswith("dynamodb:")} == {"dynamodb:GetItem"}
     table = STACK.get_att("JobTable", "Arn")
     assert [s["Resource"] for s in granted if "dynamodb:GetItem" in s["Action"]] == [[table]]

@@ -26,6 +26,8 @@ from .support import (
     HOSTILE,
     REPOSITORY,
     SAMPLE_TOKEN,
+    SECRET_ARN,
+    SECRET_PARAMETER,
     asl_defaults,
     catalog_entries,
     catalog_parameter,
@@ -578,6 +580,19 @@ def test_swapping_the_image_in_the_catalog_changes_the_next_job(deployment, disp
     second = invoke(event_for(WORD_COUNT))
     images = [recorded_image(deployment, result) for result in (first, second)]
     assert images == [entry["image"], swapped]
+
+
+def test_secret_references_are_recorded_and_never_sent(deployment, invoke, commands, send_command_requests):
+    """The host side resolves them when the job starts; the command carries the job id only."""
+    secrets = {"DB_PASSWORD": SECRET_ARN, "API_KEY": SECRET_PARAMETER}
+    _put_entry(deployment, "word-count", {**catalog_entries(deployment.stack)["word-count"], "secrets": secrets})
+    result = invoke(event_for(WORD_COUNT))
+    item = get_job(deployment, result["jobId"])
+    assert item is not None
+    assert {name: ref["S"] for name, ref in item["secrets"]["M"].items()} == secrets
+    sent = json.dumps([commands(), send_command_requests], default=str)
+    assert not [ref for ref in secrets.values() if ref in sent]
+    assert not [name for name in secrets if name in sent]
 
 
 def test_digest_pinned_catalog_image_is_dispatched(deployment, invoke):

@@ -127,7 +127,9 @@ def reconcile(reaper_app: Any) -> int:
     return released
 
 
-def test_the_sweep_frees_a_slot_whose_job_ended_and_whose_command_finished(deployment, invoke, reaper_app, slot_holders):
+def test_the_sweep_frees_a_slot_whose_job_ended_and_whose_command_finished(
+    deployment, invoke, reaper_app, slot_holders
+):
     """The command-ended event was lost: the record and the command's status say it is over."""
     job = invoke(event_for(WORD_COUNT))
     reap.set_status(deployment.dynamodb, deployment.job_table, job["jobId"], "SUCCEEDED")

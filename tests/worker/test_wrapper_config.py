@@ -158,7 +158,7 @@ def test_log_lines_carry_job_id_and_token_hash_and_redact_the_token() -> None:
 def test_unreachable_step_functions_retries_heartbeats_and_exits_75(tmp_path: Path) -> None:
     """Heartbeat errors are retried on the next tick; a success that cannot be delivered
     exits 75, so the host guard reports a failure instead of a success without output."""
-    (tmp_path / "input.json").write_text('{"sleepSeconds": 1.5}')
+    (tmp_path / "input.json").write_text('{"sleepSeconds": 4}')
     env = {
         **ENV,
         "PYTHONPATH": str(WORKER_IMAGE_DIR),

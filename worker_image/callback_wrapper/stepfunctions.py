@@ -87,6 +87,8 @@ class Heartbeats:
                 self._on_task_closed()
                 return False
             self._log.warning("heartbeat failed: retrying on the next tick", **details)
+            return True
+        self._log.info("heartbeat sent")
         return True
 
 
