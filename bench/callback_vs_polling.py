@@ -189,6 +189,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         "summary": summary,
         "resumeLatencyShareOfPolling": ratios,
         "structure": {"callback": vars(callback_structure), "polling": vars(polling_structure)},
-        "runs": [{"variant": v, "durationSeconds": d, **vars(f)} for v, d, f in runs],
+        "runs": [
+            {"variant": v, "durationSeconds": d, **vars(f), "resumeLatency": f.resume_latency} for v, d, f in runs
+        ],
     }
     return results, "\n".join(report)

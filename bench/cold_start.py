@@ -86,10 +86,20 @@ def function_env(tracing: bool) -> dict[str, str]:
 def _variants(services: list[str]) -> dict[str, tuple[str, bool]]:
     """label → (statement, tracing as deployed?), for the clients dispatch.app creates."""
     clients = "; ".join(f"boto3.client({service!r})" for service in services)
+    # What app.py builds at module scope from Powertools, without our code.
+    powertools = (
+        "from aws_lambda_powertools import Logger, Metrics, Tracer; "
+        "from aws_lambda_powertools.utilities.parameters import SSMProvider; "
+        "Logger(); Metrics(); Tracer(); SSMProvider()"
+    )
     return {
         "python, no import": ("pass", False),
         "import boto3": ("import boto3", False),
         f"import boto3 + its clients ({', '.join(services)})": (f"import boto3; {clients}", False),
+        "… + Powertools' Logger, Metrics, Tracer, SSMProvider (Tracer on)": (
+            f"import boto3; {clients}; {powertools}",
+            True,
+        ),
         "import dispatch.app, tracing off": ("import dispatch.app", False),
         "import dispatch.app, as deployed (Tracer on)": ("import dispatch.app", True),
     }

@@ -12,7 +12,8 @@ moto's history gives the moment the task was signalled. All on this machine's cl
       SendTaskSuccess; (bare) `docker run` returning the output to its caller.
 
 The host side's work before `docker run` (reading the job record with the aws CLI, checking the
-input, looking up the image) is reported apart: it is not in the target's two intervals.
+input, looking up the image) is reported apart: it is not in the target's two intervals. So is
+what the wrapper does before it starts the job, timed inside the image (import boto3, one client).
 """
 
 from __future__ import annotations
@@ -73,9 +74,35 @@ def _bare(image: str, events: DockerEvents) -> dict[str, float]:
     }
 
 
+# What the wrapper does before it starts the job, timed inside the image (python3 -c).
+WRAPPER_STARTUP_CODE = (
+    "import json, time\n"
+    "began = time.perf_counter()\n"
+    "import boto3\n"
+    "imported = time.perf_counter()\n"
+    "boto3.client('stepfunctions', region_name='us-east-1')\n"
+    "client = time.perf_counter()\n"
+    "import callback_wrapper.wrapper\n"
+    "print(json.dumps({'importBoto3': imported - began, 'oneClient': client - imported,"
+    " 'wrapperModules': time.perf_counter() - client}))\n"
+)
+
+
+def _wrapper_startup(image: str) -> dict[str, float]:
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--network", "host", "--entrypoint", "python3", image, "-c", WRAPPER_STARTUP_CODE],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    timings: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return timings
+
+
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     ours: list[dict[str, float]] = []
     bare: list[dict[str, float]] = []
+    startup: list[dict[str, float]] = []
     with local_stack(args.state_dir, instances=2) as stack:
         image = fixtures.register_job_type(stack)
         events = DockerEvents()
@@ -83,10 +110,11 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
             for _ in range(args.samples + 1):
                 ours.append(_ours(stack, events))
                 bare.append(_bare(image, events))
+                startup.append(_wrapper_startup(image))
         finally:
             events.close()
     # The first of each warms caches (a dispatch worker, the image's pages): dropped.
-    ours, bare = ours[1:], bare[1:]
+    ours, bare, startup = ours[1:], bare[1:], startup[1:]
 
     def mid(samples: list[dict[str, float]], key: str) -> float:
         return median(sample[key] for sample in samples)
@@ -135,11 +163,21 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         table(["interval, median (min–max)", "ours: host side + wrapper", "bare docker run", "added"], rows),
         "",
         table(["around it (ours unless said), median (min–max)", "seconds"], context_rows),
+        "",
+        table(
+            ["in the image, before the wrapper starts the job, median (min–max)", "time"],
+            [
+                ["import boto3", spread(startup, "importBoto3")],
+                ["one Step Functions client", spread(startup, "oneClient")],
+                ["the wrapper's own modules", spread(startup, "wrapperModules")],
+            ],
+        ),
     ]
     results = {
         "parameters": {"samples": args.samples},
         "addedSeconds": {**added, "total": total_added},
         "ours": ours,
         "bare": bare,
+        "wrapperStartup": startup,
     }
     return results, "\n".join(report)

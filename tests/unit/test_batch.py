@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -31,7 +30,7 @@ CHILD = {
 
 
 @pytest.fixture
-def batch(deployment: Any, monkeypatch: pytest.MonkeyPatch, boto_session: boto3.Session) -> Iterator[dict[str, Any]]:
+def batch(deployment: Any, monkeypatch: pytest.MonkeyPatch, boto_session: boto3.Session) -> dict[str, Any]:
     monkeypatch.setitem(default_user_config["stepfunctions"], "execute_state_machine", True)
     stack = deployment.stack
     sfn, iam, s3 = (boto_session.client(name) for name in ("stepfunctions", "iam", "s3"))
@@ -41,7 +40,7 @@ def batch(deployment: Any, monkeypatch: pytest.MonkeyPatch, boto_session: boto3.
         name=stack.physical_name("RunJobStateMachine"), definition=json.dumps(CHILD), roleArn=role
     )["stateMachineArn"]
     arn = resources.create_state_machine(sfn, iam, stack, "RunBatchStateMachine")
-    yield {"arn": arn, "child": child, "bucket": bucket, "sfn": sfn, "s3": s3}
+    return {"arn": arn, "child": child, "bucket": bucket, "sfn": sfn, "s3": s3}
 
 
 def run(batch: dict[str, Any], name: str, batch_input: dict[str, Any]) -> dict[str, Any]:
