@@ -85,12 +85,13 @@ def function_env(tracing: bool) -> dict[str, str]:
 
 def _variants(services: list[str]) -> dict[str, tuple[str, bool]]:
     """label → (statement, tracing as deployed?), for the clients dispatch.app creates."""
-    clients = "; ".join(f"boto3.client({service!r})" for service in services)
-    # What app.py builds at module scope from Powertools, without our code.
+    clients = f"clients = {{service: boto3.client(service) for service in {services!r}}}"
+    # What app.py builds at module scope from Powertools, on the same clients, without our code.
+    provider = "SSMProvider(boto3_client=clients['ssm'])" if "ssm" in services else "SSMProvider()"
     powertools = (
         "from aws_lambda_powertools import Logger, Metrics, Tracer; "
         "from aws_lambda_powertools.utilities.parameters import SSMProvider; "
-        "Logger(); Metrics(); Tracer(); SSMProvider()"
+        f"Logger(); Metrics(); Tracer(); {provider}"
     )
     return {
         "python, no import": ("pass", False),

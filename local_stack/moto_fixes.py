@@ -300,7 +300,7 @@ def apply() -> None:
     StateTaskServiceCallback._eval_execution = _callback_execution  # type: ignore[method-assign,assignment]
     BaseExecutionWorkerCommunication._reflect_execution_status = _reflect_execution_status  # type: ignore[method-assign]
     StateTaskServiceSfn._normalise_parameters = _sfn_parameters  # type: ignore[method-assign]
-    StateTaskServiceSfn._normalise_response = _sfn_response  # type: ignore[method-assign]
+    StateTaskServiceSfn._normalise_response = _sfn_response  # type: ignore[method-assign,assignment]
     for name in DYNAMODB_WRITES:
         setattr(DynamoDBBackend, name, _atomic(getattr(DynamoDBBackend, name)))
     _applied = True
