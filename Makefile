@@ -9,7 +9,7 @@ SCAN_BIN := $(SCAN_VENV)/bin
 SAM_PYTHON_PATH := $(shell command -v pyenv >/dev/null 2>&1 && echo "$$(pyenv root)/versions/3.13.0/bin:")
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv test lint security demo local-up local-down document build deploy deploy-prod clean
+.PHONY: help venv test lint security demo local-up local-down document build deploy deploy-prod clean bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'

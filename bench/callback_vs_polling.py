@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 import uuid
 from typing import Any
@@ -77,16 +76,13 @@ def _start_all(
 
 
 def _structure(runs: list[ExecutionFigures]) -> pricing.Structure:
-    """Fixed and per-poll counts, fitted to the measured histories (exact for a loop)."""
-    if len({run.polls for run in runs}) < 2:
-        return pricing.Structure(
-            round(median(run.transitions for run in runs)), 0, round(median(run.events for run in runs)), 0
-        )
-    polls = [float(run.polls) for run in runs]
-    transitions = statistics.linear_regression(polls, [float(run.transitions) for run in runs])
-    events = statistics.linear_regression(polls, [float(run.events) for run in runs])
+    """Fixed and per-poll counts, from the states each history went through."""
+    polled = [run for run in runs if run.polls]
     return pricing.Structure(
-        round(transitions.intercept), round(transitions.slope), round(events.intercept), round(events.slope)
+        transitions_fixed=round(median(run.transitions - run.loop_transitions for run in runs)),
+        transitions_per_poll=round(median(run.loop_transitions / run.polls for run in polled)) if polled else 0,
+        events_fixed=round(median(run.events - run.loop_events for run in runs)),
+        events_per_poll=round(median(run.loop_events / run.polls for run in polled)) if polled else 0,
     )
 
 

@@ -35,6 +35,7 @@ JOB_CODE = (
 DOCUMENT_NAME = "run-job-bench-BareRun"
 POLLING_STATE_MACHINE = "run-job-bench-Polling"
 POLL_STATE = "CheckStatus"  # the polling fixture's "check status" Task (bench/polling.asl.json)
+LOOP_STATES = frozenset({"Wait", POLL_STATE, "IsDone"})  # what it goes through once per poll
 # Generous for a few-second job, and the wrapper heartbeats every 20 s as it would in production.
 TIMEOUT_SECONDS = 600
 HEARTBEAT_SECONDS = 60
@@ -149,6 +150,8 @@ class ExecutionFigures:
     lambda_invocations: int  # Lambda Tasks that actually ran here
     polls: int
     events: int
+    loop_transitions: int  # of `transitions`, those of the polling loop's states (LOOP_STATES)
+    loop_events: int  # of `events`, those from entering a loop state to leaving it
     started: float
     ended: float
     task_succeeded: float  # the last Task's success: when the job's outcome reached Step Functions
@@ -169,6 +172,13 @@ def execution_figures(stack: LocalStackClient, execution_arn: str) -> ExecutionF
     succeeded = [event for event in history if event["type"] == "TaskSucceeded"]
     task_states = sum(event["type"] == "TaskStateEntered" for event in entered)
     retries = sum(event["type"] == "TaskScheduled" for event in history) - task_states
+    loop_events, state = 0, None
+    for event in history:
+        if event["type"].endswith("StateEntered"):
+            state = event["stateEnteredEventDetails"]["name"]
+        loop_events += state in LOOP_STATES
+        if event["type"].endswith("StateExited"):
+            state = None
     return ExecutionFigures(
         status=described["status"],
         # AWS bills each retry of a state as a transition too.
@@ -181,6 +191,8 @@ def execution_figures(stack: LocalStackClient, execution_arn: str) -> ExecutionF
         ),
         polls=sum(event["stateEnteredEventDetails"]["name"] == POLL_STATE for event in entered),
         events=len(history),
+        loop_transitions=sum(event["stateEnteredEventDetails"]["name"] in LOOP_STATES for event in entered),
+        loop_events=loop_events,
         started=epoch(history[0]["timestamp"]),
         ended=epoch(history[-1]["timestamp"]),
         task_succeeded=epoch(succeeded[-1]["timestamp"]) if succeeded else math.nan,

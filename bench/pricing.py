@@ -74,6 +74,8 @@ def polling_cost(structure: Structure, job_seconds: float, poll_seconds: int) ->
 
 def longest_job_hours(structure: Structure, poll_seconds: int) -> float:
     """How long a job may run before the polling execution's history hits its quota."""
+    if not structure.events_per_poll:
+        return math.inf
     return (HISTORY_EVENT_LIMIT - structure.events_fixed) / structure.events_per_poll * poll_seconds / 3600
 
 
