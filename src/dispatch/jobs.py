@@ -18,7 +18,7 @@ from dispatch.catalog import HOST_MARGIN_SECONDS, SSM_MAX_EXECUTION_TIMEOUT
 from dispatch.errors import DeliveryFailed, InvalidRequest, NoCapacity
 from dispatch.request import ValidRequest
 from shared import slots
-from shared.job_table import now_iso, set_status, token_hash
+from shared.job_table import conditional_write, now_iso, set_status, token_hash
 
 POOL_TAG = "run-job:pool"
 # An instance's slots: how many jobs it runs at once (0 drains it). Without the tag: DEFAULT_SLOTS.
@@ -245,17 +245,13 @@ def _duplicate(job_id: str, existing: dict[str, Any]) -> Dispatched:
 
 def _record(dynamodb: Any, settings: Settings, task: TaskContext, job: ValidRequest, instance_id: str) -> bool:
     """Write the job record unless the job id has one already; whether this call wrote it."""
-    try:
-        dynamodb.put_item(
+    return conditional_write(
+        lambda: dynamodb.put_item(
             TableName=settings.job_table,
             Item=job_item(task, job, instance_id, settings.output_bucket),
             ConditionExpression="attribute_not_exists(jobId)",
         )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    )
 
 
 def dispatch(task: TaskContext, job: ValidRequest, settings: Settings, clients: Clients) -> Dispatched:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from shared.job_table import now_iso
+from shared.job_table import conditional_write, now_iso
 
 TAKEN_PREFIX = "at:"
 # BatchGetItem reads at most this many items per call.
@@ -28,8 +26,8 @@ def _key(instance_id: str) -> dict[str, Any]:
 
 def take(dynamodb: Any, table: str, instance_id: str, job_id: str, slots: int) -> bool:
     """Take a slot on the instance for the job; False when its slots are all taken by others."""
-    try:
-        dynamodb.update_item(
+    return conditional_write(
+        lambda: dynamodb.update_item(
             TableName=table,
             Key=_key(instance_id),
             UpdateExpression="ADD jobs :job SET #at = :now",
@@ -42,17 +40,13 @@ def take(dynamodb: Any, table: str, instance_id: str, job_id: str, slots: int) -
                 ":now": {"S": now_iso()},
             },
         )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    )
 
 
 def release(dynamodb: Any, table: str, instance_id: str, job_id: str) -> bool:
     """Give the job's slot back; False when it held none there (released already)."""
-    try:
-        dynamodb.update_item(
+    return conditional_write(
+        lambda: dynamodb.update_item(
             TableName=table,
             Key=_key(instance_id),
             UpdateExpression="DELETE jobs :job REMOVE #at",
@@ -60,11 +54,7 @@ def release(dynamodb: Any, table: str, instance_id: str, job_id: str) -> bool:
             ExpressionAttributeNames={"#at": TAKEN_PREFIX + job_id},
             ExpressionAttributeValues={":job": {"SS": [job_id]}, ":id": {"S": job_id}},
         )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    )
 
 
 def release_instance(dynamodb: Any, table: str, instance_id: str) -> list[str]:
