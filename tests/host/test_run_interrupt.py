@@ -12,13 +12,11 @@ from host_harness import JOB_ID, Host, job_record
 @pytest.mark.parametrize(("sig", "rc", "name"), [(signal.SIGTERM, 143, "TERM"), (signal.SIGINT, 130, "INT")])
 def test_signal_while_the_container_runs_stops_it_with_the_grace(host: Host, sig: int, rc: int, name: str) -> None:
     host.scenario["record"] = job_record(stopGraceSeconds=7)
-    host.scenario["container"].update(wait_seconds=30, logs="working\n")
-    started = time.monotonic()
+    host.scenario["container"].update(wait_seconds=60, logs="working\n")
 
     result = host.interrupt(host.start(), "wait", sig)
 
     assert result.rc == rc
-    assert time.monotonic() - started < 15  # it did not wait for the container's own end
     assert f"run-job: received SIG{name}: stopping the job" in result.stdout
     assert [(stop["name"], stop["grace"]) for stop in host.events("stop")] == [(JOB_ID, 7)]
     actions = [event["action"] for event in host.events()]
@@ -26,7 +24,7 @@ def test_signal_while_the_container_runs_stops_it_with_the_grace(host: Host, sig
     assert [(rm["name"], rm["existed"]) for rm in host.events("rm")] == [(JOB_ID, True)]
     payload = host.signal()["payload"]
     assert payload["error"] == "Job.Cancelled"
-    assert payload["cause"]["exitCode"] == 143
+    assert payload["cause"]["exitCode"] == 143  # the stop's code: it did not wait for the container's own end (0)
     assert payload["cause"]["logTail"] == "working\n"
     assert f"(SIG{name})" in payload["cause"]["message"]
     assert host.job_dirs() == []

@@ -64,13 +64,14 @@ def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     python_dir = str(Path(runtime_python()).parent)
     env = {**os.environ, "PATH": f"{python_dir}{os.pathsep}{os.environ['PATH']}", "AWS_DEFAULT_REGION": "us-east-1"}
     sam = Path(sys.executable).parent / "sam"
-    subprocess.run(
+    done = subprocess.run(
         [str(sam), "build", "--build-dir", str(build), "--template-file", str(ROOT / "template.yaml")],
         cwd=ROOT,
         env=env,
-        check=True,
         capture_output=True,
+        text=True,
     )
+    assert done.returncode == 0, f"sam build exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return build
 
 
