@@ -6,7 +6,9 @@ CancelCommand; its SendTaskFailure drops the cause; its StopExecution leaves a c
 waiting; its Retry attempts reuse the first attempt's task token; its `states:startExecution`
 integration passes AWS's parameter names to boto3 unchanged and returns boto3's; its DynamoDB
 evaluates a write's condition and applies the write without a lock, so two concurrent
-conditional writes can both pass (DynamoDB applies each atomically). These patches add AWS's
+conditional writes can both pass (DynamoDB applies each atomically); its ListExecutions page
+token names the next page's first execution and is refused once that one has left the status
+filter (AWS's tokens survive executions ending between pages). These patches add AWS's
 behaviour as AWS documents it, and hand accepted commands to the local agent
 (local_stack/agent.py) when one is registered. `apply()` is idempotent; the unit tests and
 the local stack call it before using moto.
@@ -14,6 +16,8 @@ the local stack call it before using moto.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import inspect
 import re
@@ -29,6 +33,9 @@ from moto.ec2.models import ec2_backends
 from moto.ssm.exceptions import SSMException
 from moto.ssm.models import Command, SimpleSystemManagerBackend
 from moto.ssm.responses import SimpleSystemManagerResponse
+from moto.stepfunctions.exceptions import InvalidToken
+from moto.stepfunctions.models import Execution as ExecutionRecord
+from moto.stepfunctions.models import StepFunctionBackend
 from moto.stepfunctions.parser.api import ExecutionStatus
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
     StateTaskServiceCallback,
@@ -277,6 +284,31 @@ _dynamodb_writes = threading.Lock()
 DYNAMODB_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
 
 
+def list_executions(
+    self: StepFunctionBackend,
+    state_machine_arn: str,
+    status_filter: str | None = None,
+    max_results: int | None = None,
+    next_token: str | None = None,
+) -> tuple[list[ExecutionRecord], str | None]:
+    """Newest first; the token names the last execution returned, and the next page starts
+    after it in the unfiltered list, which only ever grows at its head."""
+    executions = sorted(
+        self.describe_state_machine(state_machine_arn).executions, key=lambda e: e.start_date, reverse=True
+    )
+    start = 0
+    if next_token:
+        arns = [execution.execution_arn for execution in executions]
+        try:
+            start = arns.index(base64.b64decode(next_token, validate=True).decode()) + 1
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise InvalidToken("Resource not found!") from None
+    matching = [e for e in executions[start:] if status_filter is None or e.status == status_filter]
+    page = matching[: max_results or 100]
+    more = len(matching) > len(page)
+    return page, base64.b64encode(page[-1].execution_arn.encode()).decode() if more else None
+
+
 def _atomic(write: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(write)
     def locked(*args: Any, **kwargs: Any) -> Any:
@@ -295,6 +327,7 @@ def apply() -> None:
     SimpleSystemManagerResponse.list_command_invocations = _list_command_invocations  # type: ignore[attr-defined]
     SimpleSystemManagerResponse.describe_instance_information = _describe_instance_information  # type: ignore[attr-defined]
     SimpleSystemManagerResponse.cancel_command = _cancel_command  # type: ignore[attr-defined]
+    StepFunctionBackend.list_executions = list_executions  # type: ignore[method-assign,assignment]
     StepFunctionResponse.send_task_failure = _send_task_failure  # type: ignore[method-assign]
     Execution.stop = _stop_execution  # type: ignore[method-assign]
     StateTaskServiceCallback._eval_execution = _callback_execution  # type: ignore[method-assign,assignment]

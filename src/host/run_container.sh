@@ -171,7 +171,7 @@ def extract(record_path, job_dir, job_id):
         return 5
     write_new(os.path.join(job_dir, "token"), token.encode("utf-8"), 0o600)
     fields = {
-        "tokenHash": hashlib.sha256(token.encode("utf-8")).hexdigest()[:12],
+        "tokenHash": token_hash(token),
         "stopGraceSeconds": "30",
     }
     try:
@@ -257,6 +257,11 @@ def extract(record_path, job_dir, job_id):
         flat += [key, fields[key]]
     write_new(os.path.join(job_dir, "fields"), nul_joined(flat), 0o600)
     return status
+
+
+def token_hash(token):
+    """What logs show instead of the token (the job table's tokenHash, the wrapper's log)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:12]
 
 
 def read_token(job_dir):
@@ -376,6 +381,32 @@ def build_signal(job_dir, job_id, kind, options):
     return 0
 
 
+# The callback wrapper's log events once it has signalled or found the task closed
+# (worker_image/callback_wrapper/stepfunctions.py, send_signal).
+WRAPPER_SIGNALLED = {"signalled success", "signalled failure", "task already closed: signal not needed"}
+
+
+def wrapper_signalled(job_dir, job_id, log_path):
+    """0 when the log's last line is this job's callback wrapper (its job id and token hash)
+    saying it signalled or found the task closed; 1 otherwise (the guard must signal)."""
+    try:
+        with open(log_path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - TAIL_READ))
+            lines = [line for line in handle.read().splitlines() if line.strip()]
+        record = json.loads(lines[-1].decode("utf-8"))
+    except (OSError, IndexError, ValueError):
+        return 1
+    if (
+        isinstance(record, dict)
+        and record.get("event") in WRAPPER_SIGNALLED
+        and record.get("jobId") == job_id
+        and record.get("tokenHash") == token_hash(read_token(job_dir))
+    ):
+        return 0
+    return 1
+
+
 def container_state(inspect_path):
     """'EXITCODE OOMKILLED' from `docker inspect` output; 'unknown false' if it has none."""
     try:
@@ -413,6 +444,8 @@ def main(argv):
         return build_signal(argv[1], argv[2], argv[3], options)
     if command == "state":
         return container_state(argv[1])
+    if command == "signalled":
+        return wrapper_signalled(argv[1], argv[2], argv[3])
     if command == "tail":
         return print_tail(argv[1], argv[2], argv[3])
     if command == "secret":
@@ -870,7 +903,11 @@ if ! run_interruptible docker wait "$job_id" >"$job_dir/wait.out" 2>"$job_dir/wa
 fi
 collect_outcome
 log "container exited code=$exit_code oom=$oom"
-if [[ $exit_code == 0 ]]; then
+if jobpy signalled "$job_dir" "$job_id" "$job_dir/logs.txt"; then
+  # A second signal would only be refused as "task closed", after an aws CLI start of ~2 s.
+  outcome_sent=true
+  log "the callback wrapper signalled: nothing to send"
+elif [[ $exit_code == 0 ]]; then
   guard success || true
 elif [[ $oom == true ]]; then
   guard Job.OutOfMemory "exit-code=$exit_code" "log-file=$job_dir/logs.txt" || true

@@ -41,6 +41,20 @@ def job_status(stack: LocalStackClient, job_id: str) -> str:
     return str(stack.job(job_id)["status"]["S"])
 
 
+def host_output(stack: LocalStackClient, job_id: str) -> str:
+    """What the run-container command of a job printed, once the command has ended."""
+    ssm = stack.client("ssm")
+    (command,) = [c for c in stack.commands() if c["Comment"] == f"run-job {job_id}"]
+    (instance_id,) = command["InstanceIds"]
+
+    def invocation() -> dict[str, Any]:
+        found: dict[str, Any] = ssm.get_command_invocation(CommandId=command["CommandId"], InstanceId=instance_id)
+        return found
+
+    assert wait_until(lambda: invocation()["Status"] not in ("Pending", "InProgress", "Delayed"), 30)
+    return str(invocation()["StandardOutputContent"])
+
+
 def put_job_type(stack: LocalStackClient, name: str, entry: dict[str, Any]) -> None:
     """Add or swap a catalog entry, as an operator would."""
     stack.client("ssm").put_parameter(

@@ -13,7 +13,7 @@ import pytest
 
 from local_stack.client import LocalStackClient, wait_until
 from local_stack.images import OFFLINE_BASE, WORKER_TAG, image_present
-from tests.e2e.support import containers, derived_image, job_status, put_job_type, tag_image
+from tests.e2e.support import containers, derived_image, host_output, job_status, put_job_type, tag_image
 
 EVENTS = Path(__file__).resolve().parents[2] / "events" / "requests"
 
@@ -38,6 +38,10 @@ def test_word_count_succeeds_and_its_record_ends_succeeded(stack: LocalStackClie
     job = the_job(stack, outcome.execution_arn)
     assert wait_until(lambda: job_status(stack, job["jobId"]["S"]) == "SUCCEEDED", 15)
     assert wait_until(lambda: not containers(job["jobId"]["S"]), 15), "the container was not removed"
+    # The wrapper signalled; the host guard saw it in the log and sent nothing more.
+    output = host_output(stack, job["jobId"]["S"])
+    assert "run-job: the callback wrapper signalled: nothing to send" in output
+    assert "run-job: signalled" not in output
 
 
 def test_two_job_types_run_different_images(stack: LocalStackClient) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from host_harness import CAUSE_LIMIT, CLOSED_ANSWERS, IMAGE, JOB_ID, TOKEN, Host, job_record
+from host_harness import CAUSE_LIMIT, CLOSED_ANSWERS, IMAGE, JOB_ID, TOKEN, TOKEN_HASH, Host, job_record
 
 COMMAND = ["python3", "-m", "callback_wrapper", "--job", "examples.checksum:run"]
 
@@ -154,6 +154,45 @@ def test_exit_zero_sends_task_success(host: Host) -> None:
     assert json.loads(sent["payload"]["output"]) == {"jobId": JOB_ID, "exitCode": 0}
     assert "run-job: container exited code=0 oom=false" in result.stdout
     assert "run-job: signalled success" in result.stdout
+
+
+def wrapper_line(event: str = "signalled success", **fields: str) -> str:
+    """A log line of the callback wrapper (worker_image/callback_wrapper/jsonlog.py)."""
+    record = {"time": "2026-12-01T07:00:00.000+00:00", "level": "info", "event": event}
+    return json.dumps({**record, "jobId": JOB_ID, "tokenHash": TOKEN_HASH, **fields}) + "\n"
+
+
+@pytest.mark.parametrize("exit_code", [0, 3])
+@pytest.mark.parametrize("event", ["signalled success", "signalled failure", "task already closed: signal not needed"])
+def test_nothing_is_sent_when_the_wrappers_last_line_says_it_signalled(host: Host, exit_code: int, event: str) -> None:
+    host.scenario["container"].update(exit_code=exit_code, logs="working\n" + wrapper_line(event) + "\n")
+
+    result = host.run()
+
+    assert result.rc == 0
+    assert host.signals() == []
+    assert "run-job: the callback wrapper signalled: nothing to send" in result.stdout
+    assert [(rm["name"], rm["existed"]) for rm in host.events("rm")] == [(JOB_ID, True)]
+    assert host.job_dirs() == []
+
+
+@pytest.mark.parametrize(
+    "logs",
+    [
+        pytest.param(wrapper_line() + "a line after it\n", id="not-the-last-line"),
+        pytest.param(wrapper_line(jobId="job-another"), id="another-job"),
+        pytest.param(wrapper_line(tokenHash="0" * 12), id="another-token"),
+        pytest.param(wrapper_line("job ended"), id="another-event"),
+        pytest.param('{"event": "signalled success"}\n', id="no-job-or-token"),
+        pytest.param("signalled success\n", id="not-json"),
+        pytest.param("", id="no-output"),
+    ],
+)
+def test_the_guard_signals_unless_this_jobs_wrapper_said_it_did(host: Host, logs: str) -> None:
+    host.scenario["container"].update(exit_code=0, logs=logs)
+
+    assert host.run().rc == 0
+    assert host.signal()["operation"] == "send-task-success"
 
 
 @pytest.mark.parametrize("exit_code", [1, 3, 137, 255])

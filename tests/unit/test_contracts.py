@@ -18,6 +18,7 @@ from .support import (
     EXPECTED,
     GOOD_EVENTS,
     REQUEST_EVENTS,
+    ROOT,
     STACK,
     asl_defaults,
     catalog_entries,
@@ -109,3 +110,18 @@ def test_every_error_the_function_raises_is_caught_by_run_job():
 def test_retry_policy_of_the_functions_errors(name, retried):
     """DESIGN-BRIEF.md, "Error names": capacity and delivery are retried, refusals are not."""
     assert (name in RETRIED) is retried
+
+
+def readme_error_table() -> dict[str, bool]:
+    """The README's error table: each `Job.*` name and whether the state machine retries it."""
+    rows = re.findall(r"^\| `(Job\.[A-Za-z]+)` \|.*\| (yes|no)\b[^|]*\|$", (ROOT / "README.md").read_text(), re.M)
+    return {name: answer == "yes" for name, answer in rows}
+
+
+def test_the_readmes_error_table_is_what_run_job_catches_and_retries():
+    table = readme_error_table()
+    assert len(table) >= 10, "the README's error table was not found"
+    assert sorted(set(table) ^ CAUGHT) == [], "the README's Job.* errors and RunJob's Catch differ"
+    assert {name for name, retried in table.items() if retried} == RETRIED - {
+        name for name in RETRIED if name.startswith("Lambda.")
+    }
