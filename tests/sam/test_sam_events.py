@@ -60,13 +60,24 @@ def runtime_python() -> str:
 
 @pytest.fixture(scope="module")
 def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    build = tmp_path_factory.mktemp("sam") / "build"
+    workdir = tmp_path_factory.mktemp("sam")
+    build = workdir / "build"
     python_dir = str(Path(runtime_python()).parent)
     env = {**os.environ, "PATH": f"{python_dir}{os.pathsep}{os.environ['PATH']}", "AWS_DEFAULT_REGION": "us-east-1"}
     sam = Path(sys.executable).parent / "sam"
+    # A clean build outside the checkout: samconfig.toml's cached build keeps .aws-sam/deps in the
+    # working directory, and its clean-up of that folder failed (OSError in rmtree) on fresh clones.
     done = subprocess.run(
-        [str(sam), "build", "--build-dir", str(build), "--template-file", str(ROOT / "template.yaml")],
-        cwd=ROOT,
+        [
+            str(sam),
+            "build",
+            "--no-cached",
+            "--build-dir",
+            str(build),
+            "--template-file",
+            str(ROOT / "template.yaml"),
+        ],
+        cwd=workdir,
         env=env,
         capture_output=True,
         text=True,

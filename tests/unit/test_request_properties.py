@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from dispatch.catalog import JobType, parse_job_type
 from dispatch.errors import JobError, UnknownType
+from dispatch.jobs import MAX_SLOTS, SLOTS_TAG
 from dispatch.request import ValidRequest, validated
 
 from .support import DIGEST, HOSTILE, REPOSITORY, STACK, catalog_entries, event_for
@@ -134,6 +135,12 @@ def test_the_smallest_request_is_valid(name):
     assert valid.image == JOB_TYPES[name].image
 
 
+@pytest.fixture
+def roomy_pool(deployment: Any) -> None:
+    """A slot for every example's job: the examples share one pool, and accepted jobs keep theirs."""
+    deployment.ec2.create_tags(Resources=deployment.instance_ids, Tags=[{"Key": SLOTS_TAG, "Value": str(MAX_SLOTS)}])
+
+
 @settings(
     max_examples=60,
     deadline=None,
@@ -142,7 +149,7 @@ def test_the_smallest_request_is_valid(name):
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(request=st.one_of(requests, plausible))
-def test_refused_requests_never_reach_send_command(request, invoke, commands, jobs):
+def test_refused_requests_never_reach_send_command(request, invoke, commands, jobs, roomy_pool):
     sent_before, recorded_before = len(commands()), len(jobs())
     refusal: JobError | None = None
     try:
