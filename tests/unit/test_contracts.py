@@ -4,6 +4,7 @@ are what the RunJob Task sends, and the names the code raises are the names the 
 from __future__ import annotations
 
 import inspect
+import json
 import re
 
 import pytest
@@ -125,3 +126,15 @@ def test_the_readmes_error_table_is_what_run_job_catches_and_retries():
     assert {name for name, retried in table.items() if retried} == RETRIED - {
         name for name in RETRIED if name.startswith("Lambda.")
     }
+
+
+# SSM's CreateDocument: content "must not exceed 64KB", parameters given at run time included
+# (read as 64,000 bytes, the stricter). The run-container command's parameters stay under 2 KB.
+DOCUMENT_LIMIT_BYTES = 64_000
+RUNTIME_PARAMETERS_BYTES = 2_000
+
+
+@pytest.mark.parametrize("logical_id", ["RunContainerDocument", "StopContainerDocument"])
+def test_each_document_fits_ssms_size_limit_with_its_parameters(logical_id):
+    content = json.dumps(STACK.properties(logical_id)["Content"]).encode("utf-8")
+    assert len(content) + RUNTIME_PARAMETERS_BYTES <= DOCUMENT_LIMIT_BYTES, f"{logical_id}: {len(content)} bytes"
