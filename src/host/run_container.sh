@@ -389,13 +389,10 @@ WRAPPER_SIGNALLED = {"signalled success", "signalled failure", "task already clo
 def wrapper_signalled(job_dir, job_id, log_path):
     """0 when the log's last line is this job's callback wrapper (its job id and token hash)
     saying it signalled or found the task closed; 1 otherwise (the guard must signal)."""
+    lines = [line for line in read_tail(log_path, None).splitlines() if line.strip()]
     try:
-        with open(log_path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - TAIL_READ))
-            lines = [line for line in handle.read().splitlines() if line.strip()]
-        record = json.loads(lines[-1].decode("utf-8"))
-    except (OSError, IndexError, ValueError):
+        record = json.loads(lines[-1])
+    except (IndexError, ValueError):
         return 1
     if (
         isinstance(record, dict)
