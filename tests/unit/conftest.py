@@ -64,18 +64,23 @@ def jobs(deployment: Any) -> Callable[[], list[dict[str, Any]]]:
     return scanned
 
 
-@pytest.fixture
-def send_command_requests(dispatch_app: ModuleType) -> list[dict[str, Any]]:
-    """The SendCommand requests of the dispatch function's SSM client, as sent on the wire
-    (ListCommands does not show everything, e.g. DocumentVersion)."""
+def recorded_requests(client: Any, event_name: str) -> list[dict[str, Any]]:
+    """The JSON bodies of a client's requests as sent on the wire, from botocore's `event_name`."""
     sent: list[dict[str, Any]] = []
 
     def record(params: dict[str, Any], **_: Any) -> None:
         body = params["body"]
         sent.append(json.loads(body.decode() if isinstance(body, bytes) else body))
 
-    dispatch_app.ssm.meta.events.register("before-call.ssm.SendCommand", record)
+    client.meta.events.register(event_name, record)
     return sent
+
+
+@pytest.fixture
+def send_command_requests(dispatch_app: ModuleType) -> list[dict[str, Any]]:
+    """The SendCommand requests of the dispatch function's SSM client, as sent on the wire
+    (ListCommands does not show everything, e.g. DocumentVersion)."""
+    return recorded_requests(dispatch_app.ssm, "before-call.ssm.SendCommand")
 
 
 @pytest.fixture
@@ -103,14 +108,7 @@ def reaper_app(deployment: Any, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 def failed_tasks(reaper_app: ModuleType) -> list[dict[str, Any]]:
     """SendTaskFailure requests of the reaper's Step Functions client (moto answers InvalidToken
     for the sample tokens, which the reaper takes as a task closed already)."""
-    sent: list[dict[str, Any]] = []
-
-    def record(params: dict[str, Any], **_: Any) -> None:
-        body = params["body"]
-        sent.append(json.loads(body.decode() if isinstance(body, bytes) else body))
-
-    reaper_app.sfn.meta.events.register("before-call.states.SendTaskFailure", record)
-    return sent
+    return recorded_requests(reaper_app.sfn, "before-call.states.SendTaskFailure")
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ import hashlib
 import itertools
 import json
 import re
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +255,30 @@ def changed_entry(entry: dict[str, Any], changes: dict[str, Any]) -> dict[str, A
         else:
             changed[key] = value
     return changed
+
+
+def run_together(calls: list[Callable[[], Any]], timeout: float) -> list[Any]:
+    """Run the calls in threads released at once (each join bounded by `timeout`); each one's
+    result or what it raised, in order."""
+    start = threading.Barrier(len(calls), timeout=timeout)
+    outcomes: list[Any] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        start.wait()
+        try:
+            outcomes[index] = calls[index]()
+        except BaseException as exc:  # the outcome under test
+            outcomes[index] = exc
+
+    threads = [threading.Thread(target=run, args=(index,), daemon=True) for index in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+        assert not thread.is_alive(), "a dispatch hung"
+    return outcomes
+
+
+def raised(outcomes: list[Any]) -> list[BaseException]:
+    """The exceptions among run_together's outcomes."""
+    return [outcome for outcome in outcomes if isinstance(outcome, BaseException)]

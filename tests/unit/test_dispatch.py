@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +37,8 @@ from .support import (
     job_record_attributes,
     job_request,
     leaked,
+    raised,
+    run_together,
 )
 
 WORD_COUNT = job_request("word-count.json")
@@ -402,35 +403,12 @@ def test_a_new_attempt_is_a_new_job(change, deployment, invoke, commands, jobs):
     assert len(jobs()) == 2
 
 
-def _run_threads(*targets: Any) -> list[BaseException]:
-    """Run each target in its own thread (bounded wait); returns what they raised."""
-    errors: list[BaseException] = []
-
-    def guarded(target: Any) -> None:
-        try:
-            target()
-        except BaseException as exc:  # collected and asserted on by the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(target,), daemon=True) for target in targets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(THREAD_TIMEOUT_SECONDS)
-        assert not thread.is_alive(), "a dispatch thread hung"
-    return errors
-
-
 def test_concurrent_deliveries_send_one_command(invoke, commands, jobs):
     event = event_for(WORD_COUNT)
-    start = threading.Barrier(2, timeout=THREAD_TIMEOUT_SECONDS)
-    results: list[dict[str, Any]] = []
 
-    def deliver() -> None:
-        start.wait()
-        results.append(invoke(dict(event)))
+    results = run_together([lambda: invoke(dict(event))] * 2, THREAD_TIMEOUT_SECONDS)
 
-    assert _run_threads(deliver, deliver) == []
+    assert raised(results) == []
     assert len(commands()) == 1
     assert len(jobs()) == 1
     assert {result["jobId"] for result in results} == {expected_job_id(event)}
@@ -440,16 +418,15 @@ def test_delivery_while_the_first_is_between_record_and_send_sends_nothing(dispa
     """The second delivery arrives after the first recorded the job and before it sent the
     command: the record decides, the second sends nothing."""
     event = event_for(WORD_COUNT)
-    second: list[dict[str, Any]] = []
-    errors: list[BaseException] = []
+    second: list[Any] = []
 
     def deliver_again_before_first_send(**_: Any) -> None:
-        if not second and not errors:
-            errors.extend(_run_threads(lambda: second.append(invoke(dict(event)))))
+        if not second:
+            second.extend(run_together([lambda: invoke(dict(event))], THREAD_TIMEOUT_SECONDS))
 
     dispatch_app.ssm.meta.events.register("before-call.ssm.SendCommand", deliver_again_before_first_send)
     first = invoke(event)
-    assert errors == []
+    assert raised(second) == []
     [command] = commands()
     assert first["commandId"] == command["CommandId"]
     assert second[0]["jobId"] == first["jobId"]

@@ -4,7 +4,6 @@ race, capacity from the run-job:slots tag, and a duplicate dispatch takes no sec
 from __future__ import annotations
 
 import collections
-import threading
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ from dispatch.jobs import Instance, placement_order
 from local_stack import moto_fixes
 from shared import slots
 
-from .support import event_for, expected_job_id, job_request
+from .support import event_for, expected_job_id, job_request, run_together
 
 WORD_COUNT = job_request("word-count.json")
 DEFAULT_SLOTS = 2  # template.yaml: the DefaultSlots parameter's default
@@ -26,27 +25,6 @@ def set_slots(deployment: Any, instance_id: str, value: str) -> None:
 
 def loads(holders: dict[str, set[str]], deployment: Any) -> dict[str, int]:
     return {instance_id: len(holders.get(instance_id, set())) for instance_id in deployment.instance_ids}
-
-
-def run_together(calls: list[Any]) -> list[Any]:
-    """Run the calls in threads released at once; each one's result or exception, in order."""
-    start = threading.Barrier(len(calls), timeout=THREAD_TIMEOUT_SECONDS)
-    outcomes: list[Any] = [None] * len(calls)
-
-    def run(index: int) -> None:
-        start.wait()
-        try:
-            outcomes[index] = calls[index]()
-        except Exception as exc:  # the outcome under test
-            outcomes[index] = exc
-
-    threads = [threading.Thread(target=run, args=(index,), daemon=True) for index in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(THREAD_TIMEOUT_SECONDS)
-        assert not thread.is_alive(), "a dispatch hung"
-    return outcomes
 
 
 def test_jobs_fill_the_least_loaded_instance_first_until_every_slot_is_taken(
@@ -104,7 +82,7 @@ def test_dispatches_racing_for_the_last_slot_take_it_once(deployment, invoke, sl
     set_slots(deployment, last, "1")
     events = [event_for(WORD_COUNT) for _ in range(8)]
 
-    outcomes = run_together([lambda event=event: invoke(event) for event in events])
+    outcomes = run_together([lambda event=event: invoke(event) for event in events], THREAD_TIMEOUT_SECONDS)
 
     won = [outcome for outcome in outcomes if isinstance(outcome, dict)]
     lost = [outcome for outcome in outcomes if not isinstance(outcome, dict)]
@@ -117,7 +95,7 @@ def test_dispatches_racing_for_the_last_slot_take_it_once(deployment, invoke, sl
 def test_concurrent_duplicates_hold_one_slot_and_send_one_command(deployment, invoke, slot_holders, commands, jobs):
     event = event_for(WORD_COUNT)
 
-    outcomes = run_together([lambda: invoke(dict(event))] * 6)
+    outcomes = run_together([lambda: invoke(dict(event))] * 6, THREAD_TIMEOUT_SECONDS)
 
     assert all(isinstance(outcome, dict) for outcome in outcomes), outcomes
     job_id = expected_job_id(event)

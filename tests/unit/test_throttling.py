@@ -5,9 +5,8 @@ each retry is the first real attempt (local_stack/throttle.py answers before mot
 from __future__ import annotations
 
 import collections
-import threading
 
-from .support import event_for, job_request
+from .support import event_for, job_request, raised, run_together
 
 WORD_COUNT = job_request("word-count.json")
 DISPATCHES = 6  # every slot of the test pool (3 instances x 2)
@@ -28,23 +27,9 @@ def test_a_throttling_burst_during_dispatches_loses_no_job(
     sends: list[str] = []
     dispatch_app.ssm.meta.events.register("before-send.ssm.SendCommand", lambda **_: sends.append("attempt"))
     throttling.arm(burst)
-    results: list[dict] = []
-    errors: list[BaseException] = []
+    results = run_together([lambda: invoke(event_for(WORD_COUNT))] * DISPATCHES, THREAD_TIMEOUT_SECONDS)
 
-    def dispatch() -> None:
-        try:
-            results.append(invoke(event_for(WORD_COUNT)))
-        except BaseException as exc:  # collected and asserted on
-            errors.append(exc)
-
-    threads = [threading.Thread(target=dispatch, daemon=True) for _ in range(DISPATCHES)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(THREAD_TIMEOUT_SECONDS)
-        assert not thread.is_alive(), "a dispatch hung"
-
-    assert errors == []
+    assert raised(results) == []
     assert throttling.status() == {"remaining": dict.fromkeys(burst, 0), "served": burst}
     job_ids = {result["jobId"] for result in results}
     assert len(job_ids) == DISPATCHES
